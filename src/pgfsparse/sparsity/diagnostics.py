@@ -1,0 +1,61 @@
+"""Per-layer diagnostics of a sparsifier, cheap enough to log every few hundred steps.
+
+Keys are ``"{layer}/{metric}"`` (``"{layer}[{location}]/{metric}"`` for the
+Q/K/V blocks of a fused weight) plus model-wide ``"ff/..."`` entries:
+
+  density          fraction of the binary mask that is kept (N/M once sparse)
+  nonzero          fraction of W~ that is nonzero (1 while D > 0: a decaying mask is dense)
+  sad              mask entries flipped since the previous call (sparse architecture divergence)
+  decay            current D
+  rung             index of the ladder rung in force (-1: dense phase)
+  grad_norm_kept   L2 norm of dL/dW over kept weights
+  grad_norm_pruned L2 norm of dL/dW over pruned weights (0 would mean no gradient flows to them)
+  ff/grad_abs_var  variance of |dL/dW| over all FF weights (the paper's gradient-noise curve b)
+  ff/exp_avg_sq_var  variance of Adam's exp_avg_sq over all FF weights (curve a), if an
+                   optimizer with that state is passed
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Dict, Optional
+
+import torch
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .sparsifier import Sparsifier
+
+
+@torch.no_grad()
+def collect(sparsifier: "Sparsifier", optimizer: Optional[torch.optim.Optimizer] = None) -> Dict[str, float]:
+    out: Dict[str, float] = {}
+    ff_grads, ff_second_moments = [], []
+    for name, param in sparsifier.layers.items():
+        module = sparsifier.model.get_submodule(name)
+        latent = module.parametrizations.weight.original
+        grad = latent.grad
+        mask = param.mask
+        previous = sparsifier._logged_masks.get(name)
+        effective = module.weight
+        for seg in param.segments:
+            key = name if len(param.segments) == 1 else f"{name}[{seg.location}]"
+            kept = mask[seg.rows]
+            out[f"{key}/density"] = kept.float().mean().item() if param.active else 1.0
+            out[f"{key}/nonzero"] = (effective[seg.rows] != 0).float().mean().item()
+            out[f"{key}/sad"] = 0 if previous is None else int((kept != previous[seg.rows]).sum().item())
+            out[f"{key}/decay"] = float(param.decay)
+            out[f"{key}/rung"] = seg.version[0] if (param.active and seg.version) else -1
+            if grad is not None:
+                g = grad[seg.rows]
+                out[f"{key}/grad_norm_kept"] = g[kept].norm().item()
+                out[f"{key}/grad_norm_pruned"] = g[~kept].norm().item()
+        sparsifier._logged_masks[name] = mask.clone()
+        if "ff" in sparsifier.locations[name]:
+            if grad is not None:
+                ff_grads.append(grad.abs().flatten().float())
+            state = optimizer.state.get(latent, {}) if optimizer is not None else {}
+            if "exp_avg_sq" in state:
+                ff_second_moments.append(state["exp_avg_sq"].flatten().float())
+    if ff_grads:
+        out["ff/grad_abs_var"] = torch.cat(ff_grads).var().item()
+    if ff_second_moments:
+        out["ff/exp_avg_sq_var"] = torch.cat(ff_second_moments).var().item()
+    return out

@@ -1,0 +1,95 @@
+"""N:M keep-masks as pure functions of a weight tensor.
+
+Groups are M consecutive elements along the reduction dimension:
+
+* ``layout="row"``  -- a Linear weight (out, in): M contiguous inputs of one row
+  (the hardware N:M layout, and the default);
+* ``layout="col"``  -- groups of M consecutive outputs within one input column;
+* ``layout="conv"`` -- a conv weight (out, in, kh, kw): groups over (kh, kw, in)
+  in channels-last order, i.e. within each output filter.
+
+Inside a group the N largest |w| are kept. Tie rule: among equal magnitudes the
+lowest index in the group wins (ties are common in bf16 and after pruning to
+zero). No full sort is done: N = 1 is an argmax, small M compares every pair,
+larger M finds the N-th largest value with `kthvalue` and breaks ties at it
+with a running count.
+"""
+from __future__ import annotations
+
+import torch
+
+LAYOUTS = ("row", "col", "conv")
+
+# Up to this group size the pairwise-comparison path is used (M x M booleans
+# per group); above it, kthvalue + tie counting.
+_PAIRWISE_MAX_M = 8
+
+
+class IndivisibleError(ValueError):
+    """The group dimension of a weight is not a multiple of M."""
+
+
+def group_dim_size(shape: torch.Size | tuple, layout: str = "row") -> int:
+    """Length of the dimension that is cut into groups of M for this layout."""
+    if layout == "row":
+        return shape[-1]
+    if layout == "col":
+        return shape[0]
+    if layout == "conv":
+        size = 1
+        for s in shape[1:]:
+            size *= s
+        return size
+    raise ValueError(f"unknown mask layout {layout!r}: choose one of {', '.join(LAYOUTS)}")
+
+
+def top_n_per_group(scores: torch.Tensor, n: int) -> torch.Tensor:
+    """Boolean mask keeping the `n` largest entries along the last dim (lowest index wins ties)."""
+    m = scores.shape[-1]
+    if n == 1:
+        # torch.argmax returns the first maximal index: our tie rule.
+        index = scores.argmax(dim=-1, keepdim=True)
+        return torch.zeros(scores.shape, dtype=torch.bool, device=scores.device).scatter_(-1, index, True)
+    if m <= _PAIRWISE_MAX_M:
+        # rank(i) = #{j : s_j > s_i, or s_j == s_i and j < i}; keep rank < n.
+        s_i = scores.unsqueeze(-1)
+        s_j = scores.unsqueeze(-2)
+        j_before_i = torch.ones(m, m, dtype=torch.bool, device=scores.device).tril(-1)
+        beats = (s_j > s_i) | ((s_j == s_i) & j_before_i)
+        return beats.sum(dim=-1) < n
+    if scores.dtype in (torch.float16, torch.bfloat16):
+        scores = scores.float()  # exact upcast: order and ties are preserved
+    threshold = scores.kthvalue(m - n + 1, dim=-1, keepdim=True).values  # the n-th largest
+    above = scores > threshold
+    at = scores == threshold
+    still_needed = n - above.sum(dim=-1, keepdim=True)
+    return above | (at & (at.cumsum(dim=-1) <= still_needed))
+
+
+def nm_mask(weight: torch.Tensor, n: int, m: int, layout: str = "row") -> torch.Tensor:
+    """Return the boolean N:M keep-mask of `weight` (same shape), by magnitude.
+
+    >>> nm_mask(torch.tensor([[0.1, -3.0, 2.0, 0.5]]), 2, 4)
+    tensor([[False,  True,  True, False]])
+    """
+    if not 1 <= n < m:
+        raise ValueError(f"impossible N:M pattern {n}:{m}: need 1 <= N < M")
+    if layout == "col":
+        if weight.dim() != 2:
+            raise ValueError(f"layout 'col' needs a 2-D weight, got shape {tuple(weight.shape)}")
+        return nm_mask(weight.t(), n, m, "row").t()
+    if layout == "conv":
+        if weight.dim() < 3:
+            raise ValueError(f"layout 'conv' needs a conv weight (out, in, *kernel), got shape {tuple(weight.shape)}")
+        channels_last = weight.movedim(1, -1)  # (out, kh, kw, in)
+        mask = nm_mask(channels_last.reshape(weight.shape[0], -1), n, m, "row")
+        return mask.reshape(channels_last.shape).movedim(-1, 1)
+    if layout != "row":
+        raise ValueError(f"unknown mask layout {layout!r}: choose one of {', '.join(LAYOUTS)}")
+    if weight.dim() == 0 or weight.shape[-1] % m:
+        raise IndivisibleError(
+            f"weight of shape {tuple(weight.shape)} cannot take {n}:{m}: "
+            f"its group dimension ({weight.shape[-1] if weight.dim() else 0}) is not a multiple of {m}"
+        )
+    groups = weight.detach().abs().reshape(*weight.shape[:-1], weight.shape[-1] // m, m)
+    return top_n_per_group(groups, n).reshape(weight.shape)

@@ -1,0 +1,192 @@
+"""Where sparsity goes: locations (FF, Q, K, V, attention output) and the layers behind them.
+
+A *location* is a role inside a transformer block. A *layer map* lists, for
+each location, the module names (regular expressions, matched with
+`re.search` against `named_modules()` names) and, for fused projections, which
+row block of the weight the location owns: timm's `attn.qkv` weight is
+(3 * dim, dim) with Q, K, V as consecutive row blocks.
+
+Patterns are given per location. The group names `qk` and `qkv` expand to
+their letters; a more specific name wins: `q` beats `qk` beats `qkv`, so
+``{"qkv": "1:4", "v": "1:8"}`` means Q, K at 1:4 and V at 1:8.
+Embeddings, patch embeddings, heads, norms, Swin's relative-position MLP and
+patch merging are never in a built-in map: they stay dense unless a user map
+names them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, Iterable, List, Mapping, Optional, Tuple, Union
+
+from torch import nn
+
+from .pattern import NM, is_dense, parse_pattern
+
+LOCATIONS = ("ff", "q", "k", "v", "attn_out")
+LOCATION_GROUPS = {"qk": ("q", "k"), "qkv": ("q", "k", "v")}
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Modules whose name matches `regex`; `block=(i, n)` selects row block i of n."""
+
+    regex: str
+    block: Optional[Tuple[int, int]] = None
+
+
+def _qkv(prefix: str) -> Dict[str, List[Rule]]:
+    return {loc: [Rule(prefix, (i, 3))] for i, loc in enumerate(("q", "k", "v"))}
+
+
+LAYER_MAPS: Dict[str, Dict[str, List[Rule]]] = {
+    # timm VisionTransformer (and its SwiGLU/GLU MLP variants)
+    "vit": {
+        "ff": [Rule(r"(^|\.)blocks\.\d+\.mlp\.(fc1|fc2|fc1_g|fc1_x)$")],
+        **_qkv(r"(^|\.)blocks\.\d+\.attn\.qkv$"),
+        "attn_out": [Rule(r"(^|\.)blocks\.\d+\.attn\.proj$")],
+    },
+    # timm SwinTransformerV2: cpb_mlp (relative position) and downsample stay dense
+    "swin": {
+        "ff": [Rule(r"(^|\.)layers\.\d+\.blocks\.\d+\.mlp\.(fc1|fc2)$")],
+        **_qkv(r"(^|\.)layers\.\d+\.blocks\.\d+\.attn\.qkv$"),
+        "attn_out": [Rule(r"(^|\.)layers\.\d+\.blocks\.\d+\.attn\.proj$")],
+    },
+    # Hugging Face T5 / T5 v1.1 / mT5: encoder and decoder, self- and cross-attention
+    "t5": {
+        "ff": [Rule(r"(^|\.)(encoder|decoder)\.block\.\d+\.layer\.\d+\.DenseReluDense\.(wi|wi_0|wi_1|wo)$")],
+        **{
+            loc: [Rule(rf"(^|\.)(encoder|decoder)\.block\.\d+\.layer\.\d+\.(SelfAttention|EncDecAttention)\.{loc}$")]
+            for loc in ("q", "k", "v")
+        },
+        "attn_out": [Rule(r"(^|\.)(encoder|decoder)\.block\.\d+\.layer\.\d+\.(SelfAttention|EncDecAttention)\.o$")],
+    },
+}
+
+
+def detect_family(model: nn.Module) -> Optional[str]:
+    """Built-in map name for a timm ViT, timm Swin-V2 or HF T5 model; None if unknown."""
+    for cls in type(model).__mro__:
+        name, module = cls.__name__, cls.__module__
+        if name == "VisionTransformer" and module.startswith("timm"):
+            return "vit"
+        if name == "SwinTransformerV2" and module.startswith("timm"):
+            return "swin"
+        if name.startswith(("T5", "MT5", "UMT5")) and module.startswith("transformers"):
+            return "t5"
+    return None
+
+
+LayerMapLike = Union[str, Mapping[str, Iterable[Union[str, Rule, tuple]]]]
+
+
+def resolve_layer_map(model: nn.Module, layer_map: Optional[LayerMapLike]) -> Dict[str, List[Rule]]:
+    """A built-in map by name or detection, or a user map {location: [regex | (regex, (i, n))]}."""
+    if layer_map is None:
+        family = detect_family(model)
+        if family is None:
+            raise ValueError(
+                f"no built-in layer map for {type(model).__name__}: pass layer_map="
+                f"{{'ff': [r'regex of FF layer names'], ...}} or one of {', '.join(LAYER_MAPS)}"
+            )
+        return LAYER_MAPS[family]
+    if isinstance(layer_map, str):
+        if layer_map not in LAYER_MAPS:
+            raise ValueError(f"unknown layer map {layer_map!r}: choose one of {', '.join(LAYER_MAPS)} or pass a dict")
+        return LAYER_MAPS[layer_map]
+    resolved = {}
+    for location, rules in layer_map.items():
+        rules = [rules] if isinstance(rules, (str, Rule)) else rules
+        resolved[location] = [
+            r if isinstance(r, Rule) else Rule(r) if isinstance(r, str) else Rule(r[0], tuple(r[1]))
+            for r in rules
+        ]
+    return resolved
+
+
+def resolve_patterns(pattern, targets: Optional[Iterable[str]] = None) -> Dict[str, NM]:
+    """Location -> pattern, expanding `qk`/`qkv` with the more specific name winning.
+
+    `pattern` is one pattern applied to `targets` (default: FF only), or a dict
+    {location or group: pattern}. Dense entries are dropped.
+    """
+    if isinstance(pattern, Mapping):
+        if targets is not None:
+            raise ValueError("give either a per-location pattern dict or targets=..., not both")
+        given = dict(pattern)
+    else:
+        if isinstance(targets, str):
+            targets = [targets]
+        given = {t: pattern for t in (targets or ["ff"])}
+
+    def specificity(name: str) -> int:
+        return len(LOCATION_GROUPS.get(name, (name,)))
+
+    resolved: Dict[str, NM] = {}
+    decided_by: Dict[str, int] = {}
+    for name, value in sorted(given.items(), key=lambda kv: specificity(kv[0])):
+        for location in LOCATION_GROUPS.get(name, (name,)):
+            if location in decided_by and decided_by[location] < specificity(name):
+                continue  # a more specific entry already set it
+            decided_by[location] = specificity(name)
+            if is_dense(value):
+                resolved.pop(location, None)
+            else:
+                resolved[location] = parse_pattern(value)
+    return {loc: resolved[loc] for loc in sorted(resolved, key=_location_order)}
+
+
+def _location_order(location: str):
+    return (LOCATIONS.index(location) if location in LOCATIONS else len(LOCATIONS), location)
+
+
+@dataclass
+class Match:
+    """One module and the row blocks of its weight that take each location's pattern."""
+
+    name: str
+    module: nn.Module
+    blocks: List[Tuple[str, slice]]  # (location, rows)
+
+
+def find_layers(model: nn.Module, layer_map: Dict[str, List[Rule]], locations: Iterable[str]) -> List[Match]:
+    """Modules (in model order) matched by the map for the wanted locations."""
+    import re
+
+    wanted = list(locations)
+    unknown = [loc for loc in wanted if loc not in layer_map]
+    if unknown:
+        raise ValueError(
+            f"location(s) {', '.join(unknown)} not in the layer map (it has {', '.join(layer_map)}); "
+            f"known locations: {', '.join(LOCATIONS)}, groups: {', '.join(LOCATION_GROUPS)}"
+        )
+    matches: List[Match] = []
+    for name, module in model.named_modules():
+        weight = getattr(module, "weight", None)
+        if not isinstance(weight, nn.Parameter) and not _is_parametrized(module):
+            continue
+        blocks = []
+        for location in wanted:
+            for rule in layer_map[location]:
+                if re.search(rule.regex, name):
+                    rows = _rows(module, rule.block, name)
+                    blocks.append((location, rows))
+                    break
+        if blocks:
+            blocks.sort(key=lambda b: b[1].start)
+            matches.append(Match(name, module, blocks))
+    return matches
+
+
+def _is_parametrized(module: nn.Module) -> bool:
+    return hasattr(module, "parametrizations") and "weight" in module.parametrizations
+
+
+def _rows(module: nn.Module, block: Optional[Tuple[int, int]], name: str) -> slice:
+    out = module.weight.shape[0]
+    if block is None:
+        return slice(0, out)
+    index, count = block
+    if out % count:
+        raise ValueError(f"layer {name!r}: {out} output rows cannot be split into {count} blocks")
+    size = out // count
+    return slice(index * size, (index + 1) * size)

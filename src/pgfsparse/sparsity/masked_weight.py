@@ -36,7 +36,7 @@ class _StraightThroughMask(torch.autograd.Function):
         if not ctx.has_penalty:
             return grad_output, None, None
         weight, penalty = ctx.saved_tensors
-        return grad_output + penalty * weight, None, None
+        return torch.addcmul(grad_output, penalty, weight), None, None
 
 
 def straight_through_mask(weight, multiplier, penalty=None):
@@ -105,7 +105,7 @@ class MaskedWeight(nn.Module):
         if decay:
             mult.masked_fill_(~self.mask, decay)
         self.multiplier = mult
-        self.penalty = (~self.mask).to(dtype) * srste_lambda if srste_lambda else None
+        self.penalty = (~self.mask).to(dtype).mul_(srste_lambda) if srste_lambda else None
         self.decay, self.srste_lambda, self.active = decay, srste_lambda, True
 
     def deactivate(self) -> None:

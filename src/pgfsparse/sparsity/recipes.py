@@ -121,18 +121,24 @@ class Recipe:
         return self.name in DECAYING
 
     def with_options(self, **options) -> "Recipe":
-        known = {f.name for f in fields(self)}
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise ValueError(f"unknown recipe option(s) {', '.join(unknown)}: known are {', '.join(sorted(known))}")
+        _check_option_names(options)
         return replace(self, **options)
+
+
+def _check_option_names(options: dict) -> None:
+    known = {f.name for f in fields(Recipe)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ValueError(f"unknown recipe option(s) {', '.join(unknown)}: known are {', '.join(sorted(known))}")
 
 
 def make_recipe(recipe: "str | Recipe" = "mdgf_exp", **options) -> Recipe:
     """Build a Recipe from a name (aliases allowed) and keyword options."""
     if isinstance(recipe, Recipe):
         return recipe.with_options(**options) if options else recipe
-    return Recipe(name=recipe).with_options(**options)
+    # Name and options are validated together: sdgf_custom alone (no ladder) is invalid.
+    _check_option_names(options)
+    return Recipe(**{"name": recipe, **options})
 
 
 def decay_rate_for(recipe: Recipe, decay_steps: float) -> float:

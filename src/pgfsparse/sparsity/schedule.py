@@ -9,12 +9,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import List, Optional
 
 from .pattern import NM, parse_pattern
 from .recipes import Recipe, decay_rate_for
 
 DENSE, SPARSE, FINETUNE = "dense", "sparse", "finetune"
+
+
+def _of(fraction: float, total: int) -> Fraction:
+    """fraction * total computed on the fraction as written (0.29 * 100 is 29, not 28.999...)."""
+    return Fraction(repr(float(fraction))) * total
 
 
 def stepwise_ladder(target: NM) -> List[NM]:
@@ -82,8 +88,8 @@ class Schedule:
             raise ValueError(f"total_steps={total_steps} must be >= 1")
         self.recipe = recipe
         self.total_steps = total = int(total_steps)
-        self.dense_steps = math.floor(recipe.dense_fraction * total) if recipe.is_sparse else total
-        finetune = math.ceil(recipe.finetune_fraction * total)
+        self.dense_steps = math.floor(_of(recipe.dense_fraction, total)) if recipe.is_sparse else total
+        finetune = math.ceil(_of(recipe.finetune_fraction, total))
         self.finetune_start = max(self.dense_steps, total - finetune)
         self.sparse_steps = self.finetune_start - self.dense_steps
         # D reaches epsilon at decay_end_fraction of all steps (counted from step 0).

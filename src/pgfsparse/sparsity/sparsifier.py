@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import warnings
 from contextlib import contextmanager
+from dataclasses import fields
 from typing import Dict, Iterator, List, Optional
 
 import torch
@@ -28,7 +29,7 @@ from torch.nn.utils import parametrize
 from . import diagnostics as _diagnostics
 from .masked_weight import MaskedWeight, Segment
 from .masks import group_dim_size
-from .pattern import NM
+from .pattern import NM, parse_pattern
 from .recipes import Recipe, make_recipe
 from .schedule import DENSE, Schedule, fit_rung
 from .targets import find_layers, resolve_layer_map, resolve_patterns
@@ -208,8 +209,14 @@ class Sparsifier:
             "step": -1 if self.current_step is None else self.current_step,
             "total_steps": self.schedule.total_steps,
             "recipe": self.recipe.name,
+            "settings": self._settings(),
             "layers": layers,
         }
+
+    def _settings(self) -> Dict[str, str]:
+        """Everything a resumed run must share with the saved one (strings: safe for weights_only loads)."""
+        recipe = {f.name: repr(getattr(self.recipe, f.name)) for f in fields(self.recipe)}
+        return {**recipe, "patterns": repr({k: str(v) for k, v in self.patterns.items()}), "layout": self.layout}
 
     def load_state_dict(self, state: dict) -> None:
         if state["recipe"] != self.recipe.name or state["total_steps"] != self.schedule.total_steps:
@@ -217,10 +224,13 @@ class Sparsifier:
                 f"sparsifier state is for recipe {state['recipe']} over {state['total_steps']} steps, "
                 f"this one is {self.recipe.name} over {self.schedule.total_steps}: resume with the same settings"
             )
+        differing = sorted(k for k, v in state.get("settings", {}).items() if self._settings().get(k) != v)
+        if differing:
+            raise ValueError(
+                f"sparsifier state was saved with other settings ({', '.join(differing)}): resume with the same settings"
+            )
         if set(state["layers"]) != set(self.layers):
             raise ValueError("sparsifier state names other layers than this model's sparse layers: same model and targets?")
-        from .pattern import parse_pattern
-
         for name, param in self.layers.items():
             saved = state["layers"][name]
             param.mask.copy_(_unpack_bits(saved["mask"], param.mask.shape).to(param.mask.device))

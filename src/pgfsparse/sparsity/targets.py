@@ -173,6 +173,12 @@ def find_layers(model: nn.Module, layer_map: Dict[str, List[Rule]], locations: I
                     break
         if blocks:
             blocks.sort(key=lambda b: b[1].start)
+            for (loc_a, a), (loc_b, b) in zip(blocks, blocks[1:]):
+                if b.start < a.stop:
+                    raise ValueError(
+                        f"layer {name!r}: locations {loc_a} (rows {a.start}:{a.stop}) and {loc_b} "
+                        f"(rows {b.start}:{b.stop}) overlap: give each location its own row block in the layer map"
+                    )
             matches.append(Match(name, module, blocks))
     return matches
 

@@ -551,3 +551,10 @@ def test_parameter_objects_survive_attach_and_remove():
     sp.remove("strict")
     assert model[0].weight is weight
     assert torch.equal(weight.detach(), (before - 1.0) * ref_row_mask(before - 1.0, 1, 4))
+
+
+def test_a_failed_sparsify_leaves_the_model_untouched():
+    model = nn.Sequential(nn.Linear(16, 4), nn.Linear(12, 4))  # the second cannot take 1:8
+    with pytest.raises(ValueError, match="not a multiple of 8"):
+        pgfsparse.sparsify(model, "1:8", "ste", total_steps=4, layer_map={"ff": [r"^\d$"]})
+    assert not any(hasattr(layer, "parametrizations") for layer in model)

@@ -129,7 +129,7 @@ def test_ladder_only_for_custom(name):
 
 
 def test_custom_needs_a_ladder():
-    one_line_error(lambda: make_recipe("sdgf_custom"), "needs ladder")
+    one_line_error(lambda: make_recipe("sdgf_custom"), "needs a ladder")
 
 
 @pytest.mark.parametrize("recipe", ["ste", "mdgf_exp", "sdgf_custom"])

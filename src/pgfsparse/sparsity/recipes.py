@@ -108,7 +108,7 @@ class Recipe:
         if self.geo_k < 1 or self.geo_k & (self.geo_k - 1):
             bad(f"geo_k={self.geo_k} must be a power of two (8 in the public code, 16 in the paper)")
         if self.name == "sdgf_custom" and not self.ladder:
-            bad("needs ladder=..., e.g. '15:16,8:16,4:16,2:16,1:16'")
+            bad("needs a ladder, e.g. ladder='15:16,8:16,4:16,2:16,1:16' (recipe.ladder=... on the command line)")
         if self.name != "sdgf_custom" and self.ladder:
             bad("ladder=... is only used by recipe sdgf_custom")
 

@@ -72,6 +72,8 @@ class Sparsifier:
                 f"no layer of {type(self.model).__name__} matches location(s) {', '.join(missing)}: "
                 "check the layer map's names against model.named_modules()"
             )
+        # Plan every layer first, so an impossible shape raises before the model is touched.
+        plans = []
         for match in matches:
             if _is_parametrized(match.module):
                 raise ValueError(f"layer {match.name!r} already has a weight parametrization: remove it first")
@@ -85,7 +87,9 @@ class Sparsifier:
                 warnings.warn(f"pgfsparse: leaving layer dense: {error}", stacklevel=3)
                 self.skipped.append({"layer": match.name, "reason": str(error)})
                 continue
-            param = MaskedWeight(weight, segments, layout)
+            plans.append((match, segments, layout))
+        for match, segments, layout in plans:
+            param = MaskedWeight(match.module.weight, segments, layout)
             parametrize.register_parametrization(match.module, "weight", param)
             self._hooks += [
                 match.module.register_state_dict_post_hook(_plain_keys_on_save),
@@ -137,6 +141,12 @@ class Sparsifier:
             srste = self.recipe.srste_lambda if self.recipe.name == "srste" else 0.0
             param.set_decay(states[0].decay, srste, mask_changed=any(p is not None for p in stale))
         self.current_step = step
+
+    def set_total_steps(self, total_steps: int) -> None:
+        """Re-plan the phases for a new run length (e.g. once a FLOP budget is converted); before the first step only."""
+        if self.current_step is not None:
+            raise RuntimeError("set_total_steps() must come before the first step()")
+        self.schedule = Schedule(self.recipe, total_steps)
 
     def state_at(self, step: int, location: str = "ff"):
         """The schedule's StepState at `step` for a location's target pattern."""

@@ -1,0 +1,47 @@
+"""The interface between the shared trainer and a task. The loop never looks inside a batch."""
+from __future__ import annotations
+
+from typing import Any, Dict, Iterator, Tuple
+
+import torch
+from torch import nn
+
+
+class Task:
+    eval_metric: str = "accuracy"  # the headline metric name in summary.json
+
+    def build_data(self) -> Any:
+        """Load (or locate) the data; fail in one line before any heavy work if it is missing."""
+        raise NotImplementedError
+
+    def build_model(self, data: Any) -> nn.Module:
+        raise NotImplementedError
+
+    def train_batches(self, data: Any, *, start_micro_step: int, rank: int, world_size: int) -> Iterator[Any]:
+        """An endless iterator of micro-batches, starting where a run that did `start_micro_step` stopped."""
+        raise NotImplementedError
+
+    def eval_batches(self, data: Any) -> Iterator[Any]:
+        raise NotImplementedError
+
+    def train_examples(self, data: Any) -> int:
+        """Size of the training split (for epoch budgets)."""
+        raise NotImplementedError
+
+    def example_inputs(self, data: Any, device: torch.device) -> Tuple[tuple, dict]:
+        """(args, kwargs) of a one-example forward, used to count FLOPs from real shapes."""
+        raise NotImplementedError
+
+    def to_device(self, batch: Any, device: torch.device) -> Any:
+        return [t.to(device, non_blocking=True) if torch.is_tensor(t) else t for t in batch]
+
+    def batch_size(self, batch: Any) -> int:
+        return len(batch[0])
+
+    def loss(self, model: nn.Module, batch: Any) -> torch.Tensor:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, batches, device: torch.device, autocast) -> Dict[str, float]:
+        """Metrics over the eval split: must include `self.eval_metric`."""
+        raise NotImplementedError

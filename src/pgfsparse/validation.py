@@ -1,0 +1,158 @@
+"""Checks a composed config before anything is built, downloaded or written.
+
+Every problem becomes a `ConfigError` with a one-line message that names the
+key and the fix; `pgf-train` prints it and exits with status 2.
+"""
+from __future__ import annotations
+
+from dataclasses import MISSING, asdict, fields, is_dataclass
+from typing import Dict, Tuple
+
+from .config import TrainConfig
+from .sparsity.pattern import NM
+from .sparsity.recipes import Recipe, make_recipe
+from .sparsity.targets import resolve_patterns
+
+PATTERN_KEYS = ("ff", "q", "k", "v", "qk", "qkv", "attn_out")
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot run, explained in one line."""
+
+
+class Contradiction(ConfigError):
+    """Recipe and sparsity disagree (a sparse recipe without pattern, or dense with one).
+
+    A single run stops with the message; a multirun job skips, so a grid such as
+    `sparsity=dense,1:16 recipe=srste,decay` never trains the dense baseline twice.
+    """
+
+
+def to_train_config(cfg) -> TrainConfig:
+    """Merge a composed DictConfig onto the typed schema; unknown keys and bad types fail here."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    plain = {k: v for k, v in OmegaConf.to_container(cfg, resolve=False).items() if k != "hydra"}
+    unknown = _unknown_keys(plain, TrainConfig)
+    if unknown:
+        raise ConfigError(f"unknown config key(s) {', '.join(unknown)}: check the spelling (pgf-train --cfg job lists all)")
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(TrainConfig), plain)
+        return OmegaConf.to_object(merged)
+    except OmegaConfBaseException as error:
+        first_line = str(error).strip().splitlines()[0]
+        key = getattr(error, "full_key", None)
+        raise ConfigError(f"config error{f' at {key}' if key else ''}: {first_line}") from None
+
+
+def _unknown_keys(values: dict, schema, prefix: str = "") -> list:
+    """Dotted keys of `values` that the dataclass `schema` does not declare (free-form dicts excepted)."""
+    declared = {f.name: f for f in fields(schema)}
+    unknown = []
+    for key, value in values.items():
+        field = declared.get(key)
+        if field is None:
+            unknown.append(prefix + key)
+            continue
+        nested = field.default_factory() if field.default_factory is not MISSING else None
+        if is_dataclass(nested) and isinstance(value, dict):
+            unknown += _unknown_keys(value, type(nested), f"{prefix}{key}.")
+    return unknown
+
+
+def sparsity_patterns(cfg: TrainConfig) -> Dict[str, NM]:
+    """The location -> N:M map of `sparsity.*` (dense entries dropped)."""
+    given = {key: getattr(cfg.sparsity, key) for key in PATTERN_KEYS if getattr(cfg.sparsity, key) is not None}
+    try:
+        return resolve_patterns(given)
+    except ValueError as error:
+        raise ConfigError(f"sparsity: {error}") from None
+
+
+def resolve_recipe(cfg: TrainConfig, patterns: Dict[str, NM]) -> Recipe:
+    """The Recipe to run, with `auto` and contradictions settled.
+
+    Rule: recipe=auto means dense when no location has a pattern and decay
+    (mdgf_exp) otherwise. An explicit sparse recipe with no pattern, or
+    recipe=dense with a pattern, is refused (in a sweep that job is skipped, so
+    the grid never runs the dense baseline twice).
+    """
+    options = {k: v for k, v in asdict(cfg.recipe).items() if k != "name"}
+    name = cfg.recipe.name
+    if name == "auto":
+        name = "mdgf_exp" if patterns else "dense"
+    try:
+        recipe = make_recipe(name, **options)
+    except ValueError as error:
+        raise ConfigError(f"recipe: {error}") from None
+    if recipe.is_sparse and not patterns:
+        raise Contradiction(
+            f"recipe={cfg.recipe.name} needs an N:M pattern but sparsity is dense: "
+            "add e.g. sparsity=1:16, or use recipe=dense for the baseline"
+        )
+    if not recipe.is_sparse and patterns:
+        shown = ", ".join(f"{k}={v}" for k, v in patterns.items())
+        raise Contradiction(
+            f"recipe=dense contradicts the pattern {shown}: pick a sparse recipe (e.g. recipe=decay) or sparsity=dense"
+        )
+    return recipe
+
+
+def check_budget(cfg: TrainConfig) -> Tuple[str, float]:
+    """('steps' | 'epochs' | 'train_flops', value) after checking at most one is set."""
+    budget = cfg.budget
+    given = [(k, getattr(budget, k)) for k in ("steps", "epochs", "train_flops") if getattr(budget, k) is not None]
+    if len(given) > 1:
+        shown = ", ".join(f"budget.{k}={v}" for k, v in given)
+        raise ConfigError(f"set one run length, not {shown}: drop all but one (e.g. '~budget.epochs')")
+    kind, value = given[0] if given else ("epochs", budget.default_epochs)
+    if not value or value <= 0:
+        raise ConfigError(f"budget.{kind}={value} must be positive")
+    return kind, float(value)
+
+
+def check(cfg: TrainConfig) -> Tuple[Dict[str, NM], Recipe]:
+    """All checks that need no model or data; returns (patterns, recipe)."""
+    patterns = sparsity_patterns(cfg)
+    recipe = resolve_recipe(cfg, patterns)
+    check_budget(cfg)
+    if cfg.sparsity.layout not in ("row", "col"):
+        raise ConfigError(f"sparsity.layout={cfg.sparsity.layout!r}: choose row or col")
+    if cfg.optim.accumulate < 1:
+        raise ConfigError(f"optim.accumulate={cfg.optim.accumulate} must be >= 1")
+    if cfg.schedule.name not in ("cosine", "constant"):
+        raise ConfigError(f"schedule.name={cfg.schedule.name!r}: choose cosine or constant")
+    if cfg.precision not in ("auto", "fp32", "bf16", "fp16"):
+        raise ConfigError(f"precision={cfg.precision!r}: choose auto, fp32, bf16 or fp16")
+    if cfg.device not in ("auto", "cpu", "cuda"):
+        raise ConfigError(f"device={cfg.device!r}: choose auto, cpu or cuda")
+    mode = cfg.logger.mode
+    if mode is not None and mode not in ("online", "offline", "disabled"):
+        raise ConfigError(f"logger.mode={mode!r}: choose online, offline or disabled")
+    return patterns, recipe
+
+
+def describe_sparsity(patterns: Dict[str, NM]) -> str:
+    """A run label: '1:16' for FF only, 'ff=1:8,q=1:4,k=1:4' for mixes, 'dense' for none."""
+    if not patterns:
+        return "dense"
+    if set(patterns) == {"ff"}:
+        return str(patterns["ff"])
+    return ",".join(f"{loc}={p}" for loc, p in patterns.items())
+
+
+def slug(text: str) -> str:
+    """File- and W&B-safe form of a label ('1:16' -> 'n1m16', ':' and '=' removed)."""
+    out = []
+    for part in text.split(","):
+        loc, _, pat = part.rpartition("=")
+        if ":" in pat:
+            n, m = pat.split(":")
+            pat = f"n{n}m{m}"
+        out.append(f"{loc}-{pat}" if loc else pat)
+    return "_".join(out)
+
+
+__all__ = ["ConfigError", "Contradiction", "check", "check_budget", "describe_sparsity", "resolve_recipe",
+           "slug", "sparsity_patterns", "to_train_config"]

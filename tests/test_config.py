@@ -1,0 +1,171 @@
+"""Every model x sparsity x recipe combination composes and validates, without training.
+
+Shapes are checked on meta-device models (no memory, no init cost); the
+combinations that cannot work are named exactly, with their one-line errors.
+"""
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("hydra")
+pytest.importorskip("timm")
+
+from hydra import compose, initialize_config_module  # noqa: E402
+from hydra.errors import ConfigCompositionException  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
+
+import pgfsparse  # noqa: E402
+from pgfsparse.models import build_vision_model  # noqa: E402
+from pgfsparse.validation import ConfigError, Contradiction, check, to_train_config  # noqa: E402
+
+CONF = Path(pgfsparse.__file__).parent.parent.parent / "conf"
+MODELS = ["vit", "vit_b16", "swin"]
+SPARSITIES = ["dense", "2:4", "1:4", "1:8", "1:16", "1:32", "1:64", "1:128"]
+RECIPES = ["auto", "dense", "ste", "srste", "mdgf_linear", "mdgf_exp", "decay", "mdgf_step",
+           "sdgf_step", "sdgf_geo", "sdgf_custom"]
+CIFAR = dict(image_size=32, channels=3, num_classes=10)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def hydra_conf():
+    with initialize_config_module(config_module="pgfsparse.conf", version_base="1.3"):
+        yield
+
+
+def compose_cfg(*overrides):
+    return compose(config_name="train", overrides=list(overrides))
+
+
+def test_option_files_match_the_documented_grid():
+    names = lambda group: sorted(p.stem for p in (CONF / group).glob("*.yaml"))  # noqa: E731
+    assert names("sparsity") == sorted(SPARSITIES)
+    assert set(RECIPES) <= set(names("recipe"))
+    assert set(names("recipe")) == set(pgfsparse.RECIPES) | {"auto", "decay"}
+    assert set(MODELS) | {"timm"} == set(names("model"))
+
+
+@pytest.fixture(scope="module")
+def meta_models():
+    models = {}
+    for name in MODELS:
+        cfg = to_train_config(compose_cfg(f"model={name}"))
+        with torch.device("meta"):
+            models[name] = build_vision_model(cfg.model, **CIFAR)
+    return models
+
+
+def expected_failure(model, sparsity, recipe):
+    """Which combinations cannot work, worked out from the layer shapes by hand."""
+    if recipe == "sdgf_custom":
+        return "ladder"  # recipe.ladder is mandatory, checked before anything else
+    if recipe != "auto" and (sparsity == "dense") != (recipe == "dense"):
+        return "contradiction"
+    if sparsity == "dense" or recipe == "dense":
+        return None
+    m = int(sparsity.split(":")[1])
+    # FF input dims: vit 192 (fc1) and 768 (fc2); vit_b16 768 and 3072; swin 48/192 and 96/384.
+    ff_inputs = {"vit": [192, 768], "vit_b16": [768, 3072], "swin": [48, 192, 96, 384]}[model]
+    return "shape" if any(d % m for d in ff_inputs) else None
+
+
+def validate_combination(cfg, meta_model):
+    """(kind, message) of the one-line failure of a composed config, or None if it can run."""
+    try:
+        patterns, recipe = check(to_train_config(cfg))
+        # a failed sparsify leaves the model untouched, a successful one is removed again
+        pgfsparse.sparsify(meta_model, patterns, recipe, total_steps=100).remove("latent")
+    except Contradiction as error:
+        return "contradiction", str(error)
+    except ConfigError as error:
+        assert "ladder" in str(error)
+        return "ladder", str(error)
+    except ValueError as error:
+        assert "is not a multiple of" in str(error)
+        return "shape", str(error)
+    return None
+
+
+def check_failures(failures):
+    for (model, sparsity, recipe), (kind, message) in failures.items():
+        assert "\n" not in message, message
+        assert kind == expected_failure(model, sparsity, recipe), (model, sparsity, recipe, message)
+    expected = {c for c in itertools.product(MODELS, SPARSITIES, RECIPES) if expected_failure(*c)}
+    assert set(failures) == expected
+    # the impossible shapes, named literally
+    shape = sorted({(m, s) for (m, s, r), (k, _) in failures.items() if k == "shape"})
+    assert shape == [("swin", "1:128"), ("swin", "1:32"), ("swin", "1:64"), ("vit", "1:128")]
+
+
+def test_every_combination_composes_and_validates(meta_models):
+    """Each group option is composed by Hydra once; combinations merge the composed groups
+    (groups are independent nodes, so this equals composing the combination)."""
+    base = compose_cfg()
+    nodes = {
+        "model": {m: compose_cfg(f"model={m}").model for m in MODELS},
+        "sparsity": {s: compose_cfg(f"sparsity={s}").sparsity for s in SPARSITIES},
+        "recipe": {r: compose_cfg(f"recipe={r}").recipe for r in RECIPES},
+    }
+    failures = {}
+    for model, sparsity, recipe in itertools.product(MODELS, SPARSITIES, RECIPES):
+        cfg = OmegaConf.create(OmegaConf.to_container(base))  # groups replace whole nodes, as Hydra does
+        cfg.model, cfg.sparsity, cfg.recipe = (nodes["model"][model], nodes["sparsity"][sparsity],
+                                               nodes["recipe"][recipe])
+        failure = validate_combination(cfg, meta_models[model])
+        if failure:
+            failures[(model, sparsity, recipe)] = failure
+    check_failures(failures)
+
+
+@pytest.mark.slow
+def test_every_combination_composes_with_hydra_literally(meta_models):
+    failures = {}
+    for model, sparsity, recipe in itertools.product(MODELS, SPARSITIES, RECIPES):
+        cfg = compose_cfg(f"model={model}", f"sparsity={sparsity}", f"recipe={recipe}")
+        failure = validate_combination(cfg, meta_models[model])
+        if failure:
+            failures[(model, sparsity, recipe)] = failure
+    check_failures(failures)
+
+
+def test_auto_recipe_is_dense_without_pattern_and_decay_with_one():
+    _, dense = check(to_train_config(compose_cfg()))
+    assert dense.name == "dense"
+    _, decay = check(to_train_config(compose_cfg("sparsity=1:16")))
+    assert decay.name == "mdgf_exp"
+
+
+def test_location_overrides_from_the_command_line():
+    cfg = to_train_config(compose_cfg("sparsity=1:8", "sparsity.qk=1:4", "recipe=srste"))
+    patterns, recipe = check(cfg)
+    assert {k: str(v) for k, v in patterns.items()} == {"ff": "1:8", "q": "1:4", "k": "1:4"}
+    cfg = to_train_config(compose_cfg("sparsity.ff=3:8", "sparsity.qkv=1:4", "sparsity.v=1:8"))
+    patterns, recipe = check(cfg)
+    assert {k: str(v) for k, v in patterns.items()} == {"ff": "3:8", "q": "1:4", "k": "1:4", "v": "1:8"}
+    assert recipe.name == "mdgf_exp"
+
+
+@pytest.mark.parametrize("overrides, phrase", [
+    (["sparsity.ff=1:1"], "impossible N:M pattern 1:1"),
+    (["sparsity.ff=one"], "cannot read N:M pattern"),
+    (["recipe=srste"], "needs an N:M pattern"),
+    (["sparsity=1:16", "recipe=dense"], "contradicts the pattern"),
+    (["sparsity=1:16", "recipe.name=nope"], "unknown recipe 'nope'"),
+    (["budget.steps=10", "budget.epochs=2"], "set one run length"),
+    (["sparsity=1:16", "recipe.dense_fraction=2"], "dense_fraction=2"),
+    (["+model.colour=red"], "colour"),
+])
+def test_bad_configs_fail_in_one_line(overrides, phrase):
+    with pytest.raises(ConfigError) as info:
+        check(to_train_config(compose_cfg(*overrides)))
+    assert phrase in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("override", ["model.colour=red", "seed=abc", "sparsity=1:3", "recipe=nope"])
+def test_unknown_keys_types_and_options_fail_at_composition(override):
+    with pytest.raises(ConfigCompositionException):
+        compose_cfg(override)

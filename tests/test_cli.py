@@ -232,3 +232,17 @@ def test_corrupt_checkpoint_fails_before_anything_is_written(tmp_path):
     with pytest.raises(CheckpointError, match="damaged"):
         train(tmp_path, "data=digits", "budget.steps=2", *TINY_VIT)
     assert (tmp_path / "metrics.jsonl").read_text() == '{"event": "train", "step": 2}\n'
+
+
+def test_a_built_wheel_ships_the_configs(tmp_path):
+    import zipfile
+
+    repo = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                           "-w", str(tmp_path), str(repo)], capture_output=True, text=True, timeout=300)
+    if done.returncode != 0:
+        pytest.skip(f"could not build a wheel here: {done.stderr.strip().splitlines()[-1:]}")
+    names = zipfile.ZipFile(next(tmp_path.glob("pgfsparse-*.whl"))).namelist()
+    for path in ("pgfsparse/conf/__init__.py", "pgfsparse/conf/train.yaml", "pgfsparse/conf/sparsity/1:16.yaml",
+                 "pgfsparse/conf/recipe/decay.yaml", "pgfsparse/conf/experiment/vit_b16_imagenet.yaml"):
+        assert path in names, path

@@ -37,9 +37,10 @@ def main(cfg: DictConfig) -> Optional[float]:
         _fail(error)
     except (ConfigError, CheckpointError, DataError) as error:
         _fail(error)
-    print(f"pgf-train: {summary['eval_metric']} {summary['eval_value']:.2f} as trained, "
-          f"{summary['eval_value_strict']:.2f} strict N:M; {summary['steps']} steps, "
-          f"{summary['train_flops']:.3g} training FLOPs, {summary['wall_seconds']:.0f}s -> {run_dir}")
+    if trainer.process.is_main:
+        print(f"pgf-train: {summary['eval_metric']} {summary['eval_value']:.2f} as trained, "
+              f"{summary['eval_value_strict']:.2f} strict N:M; {summary['steps']} steps, "
+              f"{summary['train_flops']:.3g} training FLOPs, {summary['wall_seconds']:.0f}s -> {summary['run_dir']}")
     return summary["eval_value"]
 
 

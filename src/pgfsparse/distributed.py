@@ -44,6 +44,15 @@ def start(device_choice: str = "auto") -> "tuple[Process, torch.device]":
     return process, device
 
 
+def shared_run_dir(run_dir: str, process: Process) -> str:
+    """Rank 0's run dir on every rank: Hydra stamps each process's dir with its own clock."""
+    if not process.distributed:
+        return run_dir
+    holder = [run_dir]
+    torch.distributed.broadcast_object_list(holder, src=0)
+    return holder[0]
+
+
 def wrap(model: torch.nn.Module, process: Process, device: torch.device) -> torch.nn.Module:
     if not process.distributed:
         return model

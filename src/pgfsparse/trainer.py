@@ -66,11 +66,10 @@ def autocast_for(precision: str, device: torch.device):
 class Trainer:
     def __init__(self, cfg: TrainConfig, run_dir: Path, choices: Optional[Dict[str, str]] = None,
                  sweep_name: Optional[str] = None):
-        self.cfg, self.run_dir = cfg, Path(run_dir)
-        self.choices = choices or {}
-        self.sweep_name = sweep_name
+        self.cfg, self.choices, self.sweep_name = cfg, choices or {}, sweep_name
         self.patterns, self.recipe = check(cfg)  # one-line errors before anything is built
         self.process, self.device = distributed.start(cfg.device)
+        self.run_dir = Path(distributed.shared_run_dir(str(run_dir), self.process))
         self.task = build_task(cfg)
         self.resumed = self._read_checkpoint()  # a damaged checkpoint fails here, before any write
 

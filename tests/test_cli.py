@@ -246,3 +246,10 @@ def test_a_built_wheel_ships_the_configs(tmp_path):
     for path in ("pgfsparse/conf/__init__.py", "pgfsparse/conf/train.yaml", "pgfsparse/conf/sparsity/1:16.yaml",
                  "pgfsparse/conf/recipe/decay.yaml", "pgfsparse/conf/experiment/vit_b16_imagenet.yaml"):
         assert path in names, path
+
+
+def test_resuming_a_finished_run_changes_nothing(tmp_path):
+    first = train(tmp_path, "data=digits", "budget.steps=2", *TINY_VIT)
+    before = (tmp_path / "metrics.jsonl").read_text()
+    again = train(tmp_path, "data=digits", "budget.steps=2", *TINY_VIT)
+    assert again == json.loads(json.dumps(first)) and (tmp_path / "metrics.jsonl").read_text() == before

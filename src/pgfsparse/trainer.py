@@ -10,6 +10,7 @@ knows nothing about images or text.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import random
 import sys
@@ -183,6 +184,10 @@ class Trainer:
         self.run_id, self.wall_offset = uuid.uuid4().hex[:12], 0.0
         self._setup()
         start = self._restore(self.resumed) if self.resumed else 0
+        finished = self.run_dir / "summary.json"
+        if start >= self.total_steps and finished.exists():  # resuming a finished run: nothing to redo
+            distributed.stop(self.process)
+            return json.loads(finished.read_text())
         metrics = MetricsFile(self.run_dir)
         if self.process.is_main:
             metrics.truncate_after(start)  # a resumed run rewrites what came after its checkpoint

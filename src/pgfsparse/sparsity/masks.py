@@ -11,9 +11,9 @@ Groups are M consecutive elements along the reduction dimension:
 Inside a group the N largest |w| are kept. Tie rule: among equal magnitudes the
 lowest index in the group wins (ties are common in bf16 and after pruning to
 zero). No sort is done: N = 1 is an argmax; otherwise every |w| becomes a
-unique integer key (value bits, then index) and one `kthvalue` per group finds
-the threshold (about 1.6x faster than a stable sort, 2-5x faster than
-comparing all pairs, on this CPU).
+unique integer key (value bits, then index), and a partial `topk` of the smaller
+side (N kept or M - N pruned) gives the threshold per group (faster here than a
+stable sort, `kthvalue`, or comparing all pairs).
 """
 from __future__ import annotations
 
@@ -74,7 +74,10 @@ def top_n_per_group(scores: torch.Tensor, n: int) -> torch.Tensor:
         return torch.zeros(scores.shape, dtype=torch.bool, device=scores.device).scatter_(-1, index, True)
     if scores.dtype != torch.float64:  # float16/bfloat16 upcast to float32 exactly
         keys = _unique_keys(scores)
-        return keys >= keys.kthvalue(m - n + 1, dim=-1, keepdim=True).values
+        # Keys are unique, so one threshold splits each group exactly; select the smaller side.
+        if n <= m - n:
+            return keys >= keys.topk(n, dim=-1, sorted=False).values.amin(dim=-1, keepdim=True)
+        return keys > keys.topk(m - n, dim=-1, largest=False, sorted=False).values.amax(dim=-1, keepdim=True)
     # float64 does not fit the key trick: threshold at the n-th largest, then break ties by index.
     threshold = scores.kthvalue(m - n + 1, dim=-1, keepdim=True).values
     above = scores > threshold

@@ -1,6 +1,6 @@
 """Training-step time of every recipe relative to the same model dense (CPU).
 
-    python benchmarks/step_time.py                      # the README's figures (~8 min on 2 cores)
+    python benchmarks/step_time.py --steps 60           # the README's figures (~9 min on 2 cores)
     python benchmarks/step_time.py --steps 5 --warmup 1 # a quick look
 
 Setting (issue 2): timm ViT width 192, depth 6, 3 heads, patch 4 on 32x32

@@ -169,3 +169,9 @@ def test_bad_configs_fail_in_one_line(overrides, phrase):
 def test_unknown_keys_types_and_options_fail_at_composition(override):
     with pytest.raises(ConfigCompositionException):
         compose_cfg(override)
+
+
+def test_every_config_file_opens_with_the_command_that_uses_it():
+    for path in CONF.rglob("*.yaml"):
+        lines = [line for line in path.read_text().splitlines() if not line.startswith("# @package")]
+        assert lines[0].startswith("# ") and ("pgf-train" in lines[0] or "torchrun" in lines[0]), path

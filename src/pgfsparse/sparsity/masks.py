@@ -10,10 +10,11 @@ Groups are M consecutive elements along the reduction dimension:
 
 Inside a group the N largest |w| are kept. Tie rule: among equal magnitudes the
 lowest index in the group wins (ties are common in bf16 and after pruning to
-zero). No sort is done: N = 1 is an argmax; otherwise every |w| becomes a
-unique integer key (value bits, then index), and a partial `topk` of the smaller
-side (N kept or M - N pruned) gives the threshold per group (faster here than a
-stable sort, `kthvalue`, or comparing all pairs).
+zero). No sort is done. N = 1 is an argmax. Otherwise every |w| becomes a
+unique integer key (value bits, then index): N = M - 1 prunes the argmin, and
+any other N thresholds each group at a partial `topk` of its smaller side (N
+kept or M - N pruned). On this CPU that is faster than a stable sort,
+`kthvalue`, or comparing all pairs.
 """
 from __future__ import annotations
 
@@ -74,6 +75,9 @@ def top_n_per_group(scores: torch.Tensor, n: int) -> torch.Tensor:
         return torch.zeros(scores.shape, dtype=torch.bool, device=scores.device).scatter_(-1, index, True)
     if scores.dtype != torch.float64:  # float16/bfloat16 upcast to float32 exactly
         keys = _unique_keys(scores)
+        if n == m - 1:  # the first rung of a stepwise ladder: prune the single smallest
+            index = keys.argmin(dim=-1, keepdim=True)
+            return torch.ones(scores.shape, dtype=torch.bool, device=scores.device).scatter_(-1, index, False)
         # Keys are unique, so one threshold splits each group exactly; select the smaller side.
         if n <= m - n:
             return keys >= keys.topk(n, dim=-1, sorted=False).values.amin(dim=-1, keepdim=True)

@@ -234,7 +234,8 @@ class Sparsifier:
                 f"sparsifier state is for recipe {state['recipe']} over {state['total_steps']} steps, "
                 f"this one is {self.recipe.name} over {self.schedule.total_steps}: resume with the same settings"
             )
-        differing = sorted(k for k, v in state.get("settings", {}).items() if self._settings().get(k) != v)
+        current = self._settings()
+        differing = sorted(k for k, v in state.get("settings", {}).items() if current.get(k) != v)
         if differing:
             raise ValueError(
                 f"sparsifier state was saved with other settings ({', '.join(differing)}): resume with the same settings"

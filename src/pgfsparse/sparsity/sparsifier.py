@@ -138,9 +138,13 @@ class Sparsifier:
             param.refresh_masks(weight, stale)
             for seg, st in zip(param.segments, states):
                 seg.version = st.mask_version
-            srste = self.recipe.srste_lambda if self.recipe.name == "srste" else 0.0
-            param.set_decay(states[0].decay, srste, mask_changed=any(p is not None for p in stale))
+            param.set_decay(states[0].decay, self._srste_lambda, mask_changed=any(p is not None for p in stale))
         self.current_step = step
+
+    @property
+    def _srste_lambda(self) -> float:
+        """SR-STE's gradient term weight; 0 for every other recipe."""
+        return self.recipe.srste_lambda if self.recipe.name == "srste" else 0.0
 
     def set_total_steps(self, total_steps: int) -> None:
         """Re-plan the phases for a new run length (e.g. once a FLOP budget is converted); before the first step only."""
@@ -254,12 +258,11 @@ class Sparsifier:
         self.current_step = None if step < 0 else step
         if self.current_step is not None:
             decay = self.schedule.decay(step)
-            srste = self.recipe.srste_lambda if self.recipe.name == "srste" else 0.0
             for param in self.layers.values():
                 if self.schedule.phase(step) == DENSE:
                     param.deactivate()
                 else:
-                    param.set_decay(decay, srste, mask_changed=True)
+                    param.set_decay(decay, self._srste_lambda, mask_changed=True)
 
     # -- reporting ---------------------------------------------------------------
     def summary(self) -> dict:

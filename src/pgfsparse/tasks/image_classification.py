@@ -19,7 +19,14 @@ class ImageClassification(Task):
     def build_data(self):
         from ..data import build_image_data
 
-        return build_image_data(self.cfg.data)
+        data = build_image_data(self.cfg.data)
+        aug = self.cfg.data.augment
+        if aug.mixup > 0 or aug.cutmix > 0:  # needs the class count, known only now
+            from timm.data import Mixup
+
+            self._mixup = Mixup(mixup_alpha=aug.mixup, cutmix_alpha=aug.cutmix,
+                                label_smoothing=aug.label_smoothing, num_classes=data.num_classes)
+        return data
 
     def build_model(self, data):
         from ..models import build_vision_model
@@ -34,12 +41,6 @@ class ImageClassification(Task):
     def train_batches(self, data, *, start_micro_step: int, rank: int, world_size: int):
         from ..data import make_train_loader
 
-        aug = self.cfg.data.augment
-        if aug.mixup > 0 or aug.cutmix > 0:
-            from timm.data import Mixup
-
-            self._mixup = Mixup(mixup_alpha=aug.mixup, cutmix_alpha=aug.cutmix,
-                                label_smoothing=aug.label_smoothing, num_classes=data.num_classes)
         return iter(make_train_loader(
             data.train, self.cfg.data.batch_size, seed=self.cfg.seed, start_step=start_micro_step,
             num_workers=self.cfg.data.num_workers, rank=rank, world_size=world_size,

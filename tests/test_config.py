@@ -19,11 +19,12 @@ from hydra.errors import ConfigCompositionException  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
 import pgfsparse  # noqa: E402
-from pgfsparse.models import build_vision_model  # noqa: E402
+from pgfsparse.models import build_t5, build_vision_model  # noqa: E402
 from pgfsparse.validation import ConfigError, Contradiction, check, to_train_config  # noqa: E402
 
 CONF = Path(pgfsparse.__file__).parent.parent.parent / "conf"
-MODELS = ["vit", "vit_b16", "swin"]
+MODELS = ["vit", "vit_b16", "swin", "t5", "t5_small", "t5_base"]
+TEXT_MODELS = {"t5", "t5_small", "t5_base"}
 SPARSITIES = ["dense", "2:4", "1:4", "1:8", "1:16", "1:32", "1:64", "1:128"]
 RECIPES = ["auto", "dense", "ste", "srste", "mdgf_linear", "mdgf_exp", "decay", "mdgf_step",
            "sdgf_step", "sdgf_geo", "sdgf_custom"]
@@ -46,6 +47,8 @@ def test_option_files_match_the_documented_grid():
     assert set(RECIPES) <= set(names("recipe"))
     assert set(names("recipe")) == set(pgfsparse.RECIPES) | {"auto", "decay"}
     assert set(MODELS) | {"timm"} == set(names("model"))
+    assert {"cifar10", "imagenet", "imagefolder", "digits", "multi30k", "wmt16", "c4", "text", "glue"} == set(
+        names("data"))
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +57,20 @@ def meta_models():
     for name in MODELS:
         cfg = to_train_config(compose_cfg(f"model={name}"))
         with torch.device("meta"):
-            models[name] = build_vision_model(cfg.model, **CIFAR)
+            if name in TEXT_MODELS:
+                models[name] = build_t5(cfg.model, FakeTokenizer())
+            else:
+                models[name] = build_vision_model(cfg.model, **CIFAR)
     return models
+
+
+class FakeTokenizer:
+    """What build_t5 reads from a tokenizer: its size and the pad / eos ids."""
+
+    pad_token_id, eos_token_id = 0, 1
+
+    def __len__(self):
+        return 8000
 
 
 def expected_failure(model, sparsity, recipe):
@@ -67,8 +82,10 @@ def expected_failure(model, sparsity, recipe):
     if sparsity == "dense" or recipe == "dense":
         return None
     m = int(sparsity.split(":")[1])
-    # FF input dims: vit 192 (fc1) and 768 (fc2); vit_b16 768 and 3072; swin 48/192 and 96/384.
-    ff_inputs = {"vit": [192, 768], "vit_b16": [768, 3072], "swin": [48, 192, 96, 384]}[model]
+    # FF input dims: vit 192 (fc1) and 768 (fc2); vit_b16 768 and 3072; swin 48/192 and 96/384;
+    # T5 wi/wo: t5 256/1024, t5_small 512/2048, t5_base 768/3072 (all multiples of 128).
+    ff_inputs = {"vit": [192, 768], "vit_b16": [768, 3072], "swin": [48, 192, 96, 384], "t5": [256, 1024],
+                 "t5_small": [512, 2048], "t5_base": [768, 3072]}[model]
     return "shape" if any(d % m for d in ff_inputs) else None
 
 
@@ -106,6 +123,7 @@ def test_every_combination_composes_and_validates(meta_models):
     base = compose_cfg()
     nodes = {
         "model": {m: compose_cfg(f"model={m}").model for m in MODELS},
+        "data": {m: compose_cfg(f"model={m}").data for m in MODELS},  # a text model brings its own data
         "sparsity": {s: compose_cfg(f"sparsity={s}").sparsity for s in SPARSITIES},
         "recipe": {r: compose_cfg(f"recipe={r}").recipe for r in RECIPES},
     }
@@ -114,6 +132,7 @@ def test_every_combination_composes_and_validates(meta_models):
         cfg = OmegaConf.create(OmegaConf.to_container(base))  # groups replace whole nodes, as Hydra does
         cfg.model, cfg.sparsity, cfg.recipe = (nodes["model"][model], nodes["sparsity"][sparsity],
                                                nodes["recipe"][recipe])
+        cfg.data = nodes["data"][model]
         failure = validate_combination(cfg, meta_models[model])
         if failure:
             failures[(model, sparsity, recipe)] = failure
@@ -163,6 +182,29 @@ def test_bad_configs_fail_in_one_line(overrides, phrase):
         check(to_train_config(compose_cfg(*overrides)))
     assert phrase in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_a_text_model_defaults_to_multi30k_and_explicit_data_wins():
+    assert compose_cfg("model=t5").data.name == "multi30k"
+    assert compose_cfg("model=t5_base").data.name == "multi30k"
+    assert compose_cfg("model=t5", "data=glue").data.name == "glue"
+    assert compose_cfg("data=text", "model=t5", "data.path=x").data.kind == "span_corruption"
+    assert compose_cfg("model=vit").data.name == "cifar10"
+    assert compose_cfg().data.name == "cifar10"
+
+
+@pytest.mark.parametrize("overrides, phrase", [
+    (["model=t5", "data=cifar10"], "model=t5 is a text model but data=cifar10 is image data"),
+    (["model=vit", "data=multi30k"], "model=vit is an image model but data=multi30k is translation text data"),
+    (["model=t5", "data=glue", "data.glue_task=null"], "needs data.glue_task"),
+    (["model=t5", "data.source_lang=de"], "both 'de'"),
+    (["model=t5", "data.kind=poetry"], "data.kind='poetry' is unknown"),
+    (["model=t5", "model.family=rnn"], "model.family='rnn' is unknown"),
+])
+def test_model_and_data_of_different_kinds_fail_in_one_line(overrides, phrase):
+    with pytest.raises(ConfigError) as info:
+        check(to_train_config(compose_cfg(*overrides)))
+    assert phrase in str(info.value) and "\n" not in str(info.value)
 
 
 @pytest.mark.parametrize("override", ["model.colour=red", "seed=abc", "sparsity=1:3", "recipe=nope"])

@@ -12,11 +12,24 @@ from typing import Any, Dict, List, Optional
 
 
 @dataclass
+class TokenizerConfig:
+    """Text models only. auto = the pretrained model's own tokenizer, else a BPE trained on the training split."""
+
+    kind: str = "auto"  # auto | bpe (trained offline, cached) | byte (ByT5's, no files) | pretrained
+    vocab_size: int = 8000  # bpe: vocabulary size, the 100 sentinels <extra_id_N> included
+    train_texts: int = 200000  # bpe: train on at most this many training texts
+    name: Optional[str] = None  # pretrained: a hub id or local directory; None = model.pretrained
+
+
+@dataclass
 class ModelConfig:
-    family: str = "vit"  # vit | swin | timm: which builder and which built-in layer map
-    name: str = "vit_tiny_patch16_224"  # timm architecture id (sizes below override it)
-    pretrained: bool = False  # load hub weights (needs internet or a local HF cache)
-    kwargs: Dict[str, Any] = field(default_factory=dict)  # extra timm.create_model arguments
+    family: str = "vit"  # vit | swin | timm (vision, timm) | t5 (text, Hugging Face)
+    name: str = "vit_tiny_patch16_224"  # timm architecture id, or the T5 checkpoint's hub id
+    # vision: true loads timm's hub weights. t5: a hub id or a local directory (true = model.name);
+    # false/null trains from scratch. Needs internet or a local copy.
+    pretrained: Any = False
+    kwargs: Dict[str, Any] = field(default_factory=dict)  # timm.create_model arguments / T5Config fields
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)  # text models only
     layer_map: Optional[str] = None  # built-in map (vit | swin | t5); None = detect from the model class
     layer_patterns: Optional[Dict[str, List[str]]] = None  # {location: [regex of module names]} for other models
     checkpoint: Optional[str] = None  # local weights file (.safetensors/.pth) loaded instead of the hub's
@@ -63,7 +76,7 @@ class BudgetConfig:
     steps: Optional[int] = None  # optimizer steps
     epochs: Optional[float] = None  # passes over the training split
     train_flops: Optional[float] = None  # smallest step count whose training FLOPs reach this
-    default_epochs: float = 2.0  # the README's ~15-minute CPU run of model=vit on CIFAR-10
+    default_epochs: Optional[float] = None  # None = data.default_epochs (each dataset's ~15-minute CPU run)
 
 
 @dataclass
@@ -78,9 +91,12 @@ class AugmentConfig:
 
 @dataclass
 class DataConfig:
-    name: str = "cifar10"  # cifar10 | imagenet | imagefolder | digits
+    name: str = "cifar10"  # image: cifar10 | imagenet | imagefolder | digits; text: multi30k | wmt16 | c4 | text | glue
+    kind: str = "image"  # image | translation | span_corruption | glue: picks the task (set by each data/*.yaml)
     hub_id: Optional[str] = None  # used when no local copy is found (cifar10: uoft-cs/cifar10)
-    path: Optional[str] = None  # one explicit local folder (Parquet files or an image-folder tree)
+    hub_config: Optional[str] = None  # the hub dataset's config (wmt16: de-en, c4: en)
+    streaming: bool = False  # stream the hub dataset instead of downloading it (c4)
+    path: Optional[str] = None  # one explicit local folder (Parquet files, text files or an image-folder tree)
     image_column: Optional[str] = None  # None = detect (img, image, ...)
     label_column: Optional[str] = None  # None = detect (label, labels, fine_label, ...)
     train_split: str = "train"
@@ -90,7 +106,17 @@ class DataConfig:
     eval_batch_size: int = 256
     eval_limit: Optional[int] = None  # evaluate on at most this many examples
     num_workers: int = 0
+    default_epochs: float = 2.0  # run length when no budget.* is set (README: ~15 min on a 2-core CPU)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    # --- text ---
+    source_lang: Optional[str] = None  # translation: the source text column (en), or a key of a `translation` column
+    target_lang: Optional[str] = None  # translation: the target text column (de)
+    source_prefix: str = ""  # prepended to every source text (pretrained T5: "translate English to German: ")
+    text_column: str = "text"  # span_corruption: the column (Parquet/hub) holding documents
+    glue_task: Optional[str] = None  # glue: cola | sst2 | mrpc | qqp | stsb | mnli | qnli | rte | wnli
+    max_source_length: int = 128  # tokens, EOS included (longer texts are truncated)
+    max_target_length: int = 128
+    generate_limit: Optional[int] = 1000  # eval examples decoded greedily for BLEU / GLUE (None = all)
 
 
 @dataclass

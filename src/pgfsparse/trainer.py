@@ -71,7 +71,7 @@ class Trainer:
         self.patterns, self.recipe = check(cfg)  # one-line errors before anything is built
         self.process, self.device = distributed.start(cfg.device)
         self.run_dir = Path(distributed.shared_run_dir(str(run_dir), self.process))
-        self.task = build_task(cfg)
+        self.task = build_task(cfg, self.run_dir)
         self.resumed = self._read_checkpoint()  # a damaged checkpoint fails here, before any write
 
     # -- setup -------------------------------------------------------------------------
@@ -111,6 +111,7 @@ class Trainer:
         self.model = model.to(self.device)
         self.examples_per_step = cfg.data.batch_size * self.process.world_size * cfg.optim.accumulate
         self.flops = self._flop_counter()
+        self.train_examples = self.task.train_examples(self.data)  # None for a streamed dataset
         self.total_steps = self._steps_from_budget()
         self.sparsifier.set_total_steps(self.total_steps)  # the FLOP counter reads the new schedule
         from timm.optim import create_optimizer_v2
@@ -138,7 +139,11 @@ class Trainer:
         if kind == "epochs":
             from .data import steps_per_epoch
 
-            per_epoch = steps_per_epoch(self.task.train_examples(self.data), self.cfg.data.batch_size,
+            examples = self.task.train_examples(self.data)
+            if examples is None:
+                raise ConfigError(f"data={self.cfg.data.name} is streamed and has no epochs: set budget.steps "
+                                  "or budget.train_flops")
+            per_epoch = steps_per_epoch(examples, self.cfg.data.batch_size,
                                         world_size=self.process.world_size, accumulate=self.cfg.optim.accumulate)
             return max(1, math.ceil(value * per_epoch))
         from .flops import steps_for_flop_budget
@@ -240,8 +245,9 @@ class Trainer:
             if done % cfg.log_every == 0 or done == total:
                 seconds = time.perf_counter() - window_start
                 event = {"train/loss": window_loss / window_steps, "train/lr": self.optimizer.param_groups[0]["lr"],
-                         "train/examples_per_s": window_examples / max(seconds, 1e-9),
-                         "epoch": done * self.examples_per_step / max(self.task.train_examples(self.data), 1)}
+                         "train/examples_per_s": window_examples / max(seconds, 1e-9)}
+                if self.train_examples:
+                    event["epoch"] = done * self.examples_per_step / self.train_examples
                 if grad_norm is not None:
                     event["train/grad_norm"] = float(grad_norm)
                 self._log(metrics, wandb, done, "train", event)

@@ -106,14 +106,48 @@ def check_budget(cfg: TrainConfig) -> Tuple[str, float]:
     if len(given) > 1:
         shown = ", ".join(f"budget.{k}={v}" for k, v in given)
         raise ConfigError(f"set one run length, not {shown}: drop all but one (e.g. '~budget.epochs')")
-    kind, value = given[0] if given else ("epochs", budget.default_epochs)
+    default = budget.default_epochs if budget.default_epochs is not None else cfg.data.default_epochs
+    kind, value = given[0] if given else ("epochs", default)
     if not value or value <= 0:
         raise ConfigError(f"budget.{kind}={value} must be positive")
     return kind, float(value)
 
 
+TEXT_FAMILIES = ("t5",)
+VISION_FAMILIES = ("vit", "swin", "timm")
+DATA_KINDS = ("image", "translation", "span_corruption", "glue")
+
+
+def check_model_and_data(cfg: TrainConfig) -> None:
+    """A text model needs text data and a vision model images: say which choices fit."""
+    family, kind = cfg.model.family, cfg.data.kind
+    if family not in TEXT_FAMILIES + VISION_FAMILIES:
+        raise ConfigError(f"model.family={family!r} is unknown: choose one of {', '.join(VISION_FAMILIES + TEXT_FAMILIES)}")
+    if kind not in DATA_KINDS:
+        raise ConfigError(f"data.kind={kind!r} is unknown: choose one of {', '.join(DATA_KINDS)}")
+    if family in TEXT_FAMILIES and kind == "image":
+        raise ConfigError(
+            f"model={family} is a text model but data={cfg.data.name} is image data: "
+            "choose data=multi30k, wmt16, c4, text or glue (or an image model such as model=vit)"
+        )
+    if family in VISION_FAMILIES and kind != "image":
+        raise ConfigError(
+            f"model={family} is an image model but data={cfg.data.name} is {kind.replace('_', '-')} text data: "
+            "choose model=t5 (or t5_small, t5_base), or image data such as data=cifar10"
+        )
+    if kind == "translation" and not (cfg.data.source_lang and cfg.data.target_lang):
+        raise ConfigError("translation needs data.source_lang and data.target_lang (two text columns, e.g. en and de)")
+    if kind == "translation" and cfg.data.source_lang == cfg.data.target_lang:
+        raise ConfigError(f"data.source_lang and data.target_lang are both {cfg.data.source_lang!r}: name two columns")
+    if kind == "glue" and not cfg.data.glue_task:
+        raise ConfigError("data=glue needs data.glue_task (cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte or wnli)")
+    if kind != "image" and min(cfg.data.max_source_length, cfg.data.max_target_length) < 2:
+        raise ConfigError("data.max_source_length and data.max_target_length must be >= 2 (a token plus EOS)")
+
+
 def check(cfg: TrainConfig) -> Tuple[Dict[str, NM], Recipe]:
     """All checks that need no model or data; returns (patterns, recipe)."""
+    check_model_and_data(cfg)
     patterns = sparsity_patterns(cfg)
     recipe = resolve_recipe(cfg, patterns)
     check_budget(cfg)
@@ -154,5 +188,5 @@ def slug(text: str) -> str:
     return "_".join(out)
 
 
-__all__ = ["ConfigError", "Contradiction", "check", "check_budget", "describe_sparsity", "resolve_recipe",
+__all__ = ["ConfigError", "Contradiction", "check", "check_budget", "check_model_and_data", "describe_sparsity", "resolve_recipe",
            "slug", "sparsity_patterns", "to_train_config"]

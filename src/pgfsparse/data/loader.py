@@ -77,7 +77,8 @@ class EpochShardedBatches:
 
 
 def make_train_loader(dataset: Dataset, batch_size: int, *, seed: int, start_step: int = 0, num_workers: int = 0,
-                      rank: int = 0, world_size: int = 1, drop_last: bool = True, accumulate: int = 1) -> DataLoader:
+                      rank: int = 0, world_size: int = 1, drop_last: bool = True, accumulate: int = 1,
+                      collate_fn=None) -> DataLoader:
     """Endless training batches from optimizer step `start_step` (each step = `accumulate` batches).
 
     Iterate it once and keep the iterator: a fresh `iter()` starts again at `start_step`.
@@ -85,13 +86,13 @@ def make_train_loader(dataset: Dataset, batch_size: int, *, seed: int, start_ste
     sampler = EpochShardedBatches(len(dataset), batch_size, seed=seed, start_batch=start_step * accumulate,
                                   rank=rank, world_size=world_size, drop_last=drop_last)
     return DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers, persistent_workers=num_workers > 0,
-                      generator=torch.Generator().manual_seed(seed + start_step))
+                      generator=torch.Generator().manual_seed(seed + start_step), collate_fn=collate_fn)
 
 
-def make_eval_loader(dataset: Dataset, batch_size: int, num_workers: int = 0) -> DataLoader:
+def make_eval_loader(dataset: Dataset, batch_size: int, num_workers: int = 0, collate_fn=None) -> DataLoader:
     """The whole dataset once, in order.
 
     It never draws from the global RNG, so evaluating mid-run leaves training unchanged.
     """
     return DataLoader(dataset, batch_size=batch_size, shuffle=False, drop_last=False, num_workers=num_workers,
-                      generator=torch.Generator())
+                      generator=torch.Generator(), collate_fn=collate_fn)

@@ -3,9 +3,27 @@ from .base import Task
 from .image_classification import ImageClassification
 
 
-def build_task(cfg) -> Task:
-    """The task for a config: image classification for the vision model families."""
-    return ImageClassification(cfg)
+def build_task(cfg, run_dir=None) -> Task:
+    """The task for `data.kind`: image classification, or a text-to-text task for T5.
+
+    Text tasks keep their tokenizer in `run_dir/tokenizer/` so a resumed run reads the same vocabulary.
+    """
+    kind = cfg.data.kind
+    if kind == "image":
+        return ImageClassification(cfg)
+    if kind == "translation":
+        from .translation import Translation
+
+        return Translation(cfg, run_dir)
+    if kind == "span_corruption":
+        from .span_corruption import SpanCorruption
+
+        return SpanCorruption(cfg, run_dir)
+    if kind == "glue":
+        from .glue import Glue
+
+        return Glue(cfg, run_dir)
+    raise ValueError(f"data.kind={kind!r} has no task")
 
 
 __all__ = ["ImageClassification", "Task", "build_task"]

@@ -1,7 +1,7 @@
 """The interface between the shared trainer and a task. The loop never looks inside a batch."""
 from __future__ import annotations
 
-from typing import Any, Dict, Iterator, Tuple
+from typing import Any, Dict, Iterator, Optional, Tuple
 
 import torch
 from torch import nn
@@ -24,8 +24,8 @@ class Task:
     def eval_batches(self, data: Any) -> Iterator[Any]:
         raise NotImplementedError
 
-    def train_examples(self, data: Any) -> int:
-        """Size of the training split (for epoch budgets)."""
+    def train_examples(self, data: Any) -> Optional[int]:
+        """Size of the training split (for epoch budgets); None when streamed."""
         raise NotImplementedError
 
     def example_inputs(self, data: Any, device: torch.device) -> Tuple[tuple, dict]:

@@ -1,0 +1,54 @@
+"""GLUE fine-tuning as text-to-text: "sst2 sentence: ..." -> "positive", scored by the task's own metric.
+
+The headline metric (summary.json's eval_value) is the task's standard one:
+MCC for cola, F1 for mrpc/qqp, Pearson for stsb, accuracy otherwise; all are
+computed locally from greedy generations of the eval split (validation;
+validation_matched for mnli), on GLUE's 0-100 scale. Teacher-forced token
+accuracy and loss are reported as well.
+"""
+from __future__ import annotations
+
+from typing import Dict, List
+
+from .seq2seq import PairDataset, Seq2SeqTask
+
+
+class Glue(Seq2SeqTask):
+    def __init__(self, cfg, run_dir=None):
+        from ..data.glue import get_task, headline_metric
+        from ..validation import ConfigError
+
+        super().__init__(cfg, run_dir)
+        try:
+            self.glue = get_task(cfg.data.glue_task)
+        except ValueError as error:
+            raise ConfigError(f"data.glue_task: {error}") from None
+        self.eval_metric = headline_metric(self.glue)
+
+    def load_pairs(self):
+        from ..data.glue import to_text
+        from ..data.text import load_text_splits
+
+        columns = [column for column, _ in self.glue.input_columns] + ["label"]
+        splits = load_text_splits(self.cfg.data, columns, folder_name=f"glue/{self.glue.name}",
+                                  eval_split=self.glue.eval_split)
+        task = self.glue
+
+        def to_pair(row):
+            return to_text(task, row)
+
+        def tokenizer_texts():
+            for index in range(len(splits.train)):
+                source, target = to_pair(splits.train[index])
+                yield source
+                yield target
+
+        eval_rows = splits.eval if self.cfg.data.eval_limit is None else splits.eval.slice(0, self.cfg.data.eval_limit)
+        return PairDataset(splits.train, to_pair), PairDataset(eval_rows, to_pair), splits.source, tokenizer_texts
+
+    def generation_metrics(self, sources: List[str], generated: List[str], references: List[str]) -> Dict[str, float]:
+        from ..data.glue import glue_metrics
+
+        rows = self.eval_pairs.rows  # the raw labels: stsb is scored against the unrounded score
+        truth = [rows[i]["label"] for i in range(len(generated))]
+        return glue_metrics(self.glue, generated, truth)

@@ -1,0 +1,145 @@
+"""Span-corruption pre-training (T5's objective) on any text: local Parquet/text files, or C4 streamed.
+
+Documents are tokenized, joined (each followed by EOS) and cut into chunks
+sized so that the corrupted inputs fit `data.max_source_length`; 15% of each
+chunk's tokens, in spans of mean length 3, become sentinels (data/span_corruption.py).
+Training masks are drawn afresh each time a chunk is read (torch's global RNG,
+restored on resume); the eval split is corrupted once with a fixed seed, so
+evaluating never changes training. Metrics: token accuracy and loss.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Optional
+
+import torch
+
+from .seq2seq import Seq2SeqTask, _TextData
+
+log = logging.getLogger(__name__)
+EVAL_MASK_SEED = 1234
+STREAM_BUFFER_DOCUMENTS = 256  # streamed documents tokenized per call
+
+
+class SpanCorruption(Seq2SeqTask):
+    eval_metric = "token_acc"
+
+    def build_data(self):
+        from ..data.span_corruption import lengths_after_corruption, raw_length_for
+        from ..data.text import load_text_splits
+        from ..validation import ConfigError
+
+        data = self.cfg.data
+        column = data.text_column
+        splits = load_text_splits(data, [column])
+        self.raw_length = raw_length_for(data.max_source_length)
+        self.lengths = lengths_after_corruption(self.raw_length)
+        if self.lengths[1] > data.max_target_length:
+            raise ConfigError(
+                f"span corruption of {self.raw_length}-token chunks makes {self.lengths[1]}-token targets, more than "
+                f"data.max_target_length={data.max_target_length}: raise it to {self.lengths[1]}"
+            )
+        def train_texts():
+            if splits.streaming:
+                return (row[column] for row in splits.train.iterate())
+            return (splits.train[i][column] for i in range(len(splits.train)))
+
+        self.tokenizer = self.build_tokenizer(train_texts)
+        eval_texts = [splits.eval[i][column] for i in range(len(splits.eval))]
+        if data.eval_limit is not None:
+            eval_texts = eval_texts[:data.eval_limit]
+        eval_set = self._fixed_corruption(self._chunks(eval_texts))
+        if splits.streaming:
+            train = _StreamedChunks(splits.train, column, self)
+        else:
+            from ..data.span_corruption import SpanCorruptionDataset
+
+            train = SpanCorruptionDataset(self._chunks(train_texts()), self._sentinels(), self.tokenizer.eos_token_id)
+        log.info("span corruption: %d-token chunks -> inputs %d, targets %d tokens", self.raw_length, *self.lengths)
+        return _TextData(train, eval_set, splits.source)
+
+    def _sentinels(self):
+        from ..data.span_corruption import noise_span_counts
+        from ..data.tokenizer import sentinel_ids
+
+        return sentinel_ids(self.tokenizer, noise_span_counts(self.raw_length)[1])
+
+    def _chunks(self, texts) -> torch.Tensor:
+        from ..data.span_corruption import pack
+
+        tokens = self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+        return pack(tokens, self.raw_length, self.tokenizer.eos_token_id)
+
+    def _fixed_corruption(self, chunks: torch.Tensor):
+        from ..data.span_corruption import corrupt, random_spans_noise_mask
+
+        generator = torch.Generator().manual_seed(EVAL_MASK_SEED)
+        sentinels, eos = self._sentinels(), self.tokenizer.eos_token_id
+        return [corrupt(chunk, random_spans_noise_mask(len(chunk), generator=generator), sentinels, eos)
+                for chunk in chunks]
+
+    def collator(self):
+        return _PadPairs(self.tokenizer.pad_token_id)
+
+    def train_examples(self, data) -> Optional[int]:
+        return None if isinstance(data.train, _StreamedChunks) else len(data.train)
+
+    def train_batches(self, data, *, start_micro_step: int, rank: int, world_size: int):
+        if not isinstance(data.train, _StreamedChunks):
+            return super().train_batches(data, start_micro_step=start_micro_step, rank=rank, world_size=world_size)
+        return data.train.batches(self.cfg.data.batch_size, start_micro_step, rank, world_size)
+
+    def example_lengths(self, data):
+        return self.lengths  # fixed by the chunk length: no padding ever
+
+
+class _PadPairs:
+    def __init__(self, pad_id: int):
+        self.pad_id = pad_id
+
+    def __call__(self, pairs):
+        from ..data.span_corruption import pad_seq2seq
+
+        return pad_seq2seq(pairs, self.pad_id)
+
+
+class _StreamedChunks:
+    """Training examples from a streamed split: tokenize, pack and corrupt on the fly.
+
+    Rank r of w takes every w-th example. Resuming at micro-step k re-reads the
+    stream and discards the first k batches: the position is right, but the
+    masks of later examples differ from an uninterrupted run (they come from the
+    RNG the skipped ones used), and skipping costs a re-read. Local data resumes
+    exactly, by index arithmetic.
+    """
+
+    def __init__(self, rows, column: str, task: SpanCorruption):
+        self.rows, self.column, self.task = rows, column, task
+
+    def examples(self):
+        from ..data.span_corruption import corrupt, random_spans_noise_mask
+
+        tokenizer, raw = self.task.tokenizer, self.task.raw_length
+        sentinels, eos = self.task._sentinels(), tokenizer.eos_token_id
+        buffer, documents = [], []
+        for row in self.rows.iterate():
+            documents.append(row[self.column])
+            if len(documents) < STREAM_BUFFER_DOCUMENTS:
+                continue
+            for ids in tokenizer(documents, add_special_tokens=False)["input_ids"]:
+                buffer += [*ids, eos]
+            documents = []
+            while len(buffer) >= raw:
+                chunk, buffer = torch.tensor(buffer[:raw], dtype=torch.long), buffer[raw:]
+                yield corrupt(chunk, random_spans_noise_mask(raw), sentinels, eos)
+
+    def batches(self, batch_size: int, start_micro_step: int, rank: int, world_size: int):
+        pad = _PadPairs(self.task.tokenizer.pad_token_id)
+        batch, index, skip = [], 0, start_micro_step * batch_size * world_size
+        for index, example in enumerate(self.examples()):
+            if index < skip or index % world_size != rank:
+                continue
+            batch.append(example)
+            if len(batch) == batch_size:
+                yield pad(batch)
+                batch = []

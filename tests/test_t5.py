@@ -89,6 +89,56 @@ def test_translation_either_direction_and_a_bad_column(tmp_path, translation_dir
         train(tmp_path / "fr", *TINY_T5, f"data.path={translation_dir}", "data.target_lang=fr", "budget.steps=1")
 
 
+def test_wmt_layout_a_translation_struct_column(tmp_path):
+    """WMT's hub rows hold {"translation": {"de": ..., "en": ...}}: source/target name its keys."""
+    folder = tmp_path / "wmt"
+    for split, count, seed in (("train", 64, 0), ("validation", 8, 1)):
+        pairs = [{"de": d, "en": e} for e, d in sentence_pairs(count, seed)]
+        write_parquet(folder / "de-en" / f"{split}-00000-of-00001.parquet", {"translation": pairs})
+    summary = train(tmp_path / "run", *TINY_T5, "data=wmt16", f"data.path={folder}", "budget.steps=1")
+    assert summary["data"] == "wmt16" and summary["eval"]["eval/bleu_sentences"] == 8
+
+
+def test_byte_tokenizer_runs_with_no_files(tmp_path, translation_dir):
+    summary = train(tmp_path / "run", *TINY_T5, "model.tokenizer.kind=byte", f"data.path={translation_dir}",
+                    "budget.steps=1")
+    from transformers import AutoTokenizer
+
+    assert len(AutoTokenizer.from_pretrained(tmp_path / "run" / "tokenizer")) == 359  # 3 + 256 bytes + 100 sentinels
+    assert summary["eval"]["eval/target_tokens"] == sum(len(d.encode()) + 1 for _, d in sentence_pairs(16, 1))
+
+
+def test_streamed_span_corruption_reads_the_hub_split_lazily(tmp_path, monkeypatch):
+    """data=c4 streams: a fake streamed dataset stands in for allenai/c4 (no network here)."""
+    import datasets
+
+    documents = [" ".join(f"{a} {b}" for a, b in sentence_pairs(6, seed)) for seed in range(200)]
+    seen = []
+
+    def fake_load_dataset(hub_id, config=None, streaming=False):
+        assert (hub_id, config, streaming) == ("allenai/c4", "en", True)
+
+        def rows(start, stop):
+            for index in range(start, stop):
+                seen.append(index)
+                yield {"text": documents[index], "url": "x"}
+
+        make = datasets.IterableDataset.from_generator
+        return datasets.IterableDatasetDict({"train": make(rows, gen_kwargs={"start": 0, "stop": 180}),
+                                             "validation": make(rows, gen_kwargs={"start": 180, "stop": 200})})
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    summary = train(tmp_path / "run", *TINY_T5, "data=c4", "data.max_source_length=32", "data.max_target_length=16",
+                    "budget.steps=2", "data.eval_limit=10")
+    assert summary["data"] == "c4" and "streamed" in summary["data_source"]
+    assert summary["eval"]["eval/target_tokens"] > 0
+    from pgfsparse.validation import ConfigError
+
+    with pytest.raises(ConfigError, match="streamed and has no epochs"):
+        train(tmp_path / "epochs", *TINY_T5, "data=c4", "data.max_source_length=32", "data.max_target_length=16",
+              "budget.epochs=1")
+
+
 def test_span_corruption_run_on_local_text(tmp_path):
     folder = tmp_path / "corpus"
     folder.mkdir()
@@ -139,6 +189,27 @@ def test_glue_runs_report_the_tasks_metric(tmp_path, task, metric):
     assert "eval/invalid" in summary["eval"] and "eval/token_acc" in summary["eval"]
     if task == "stsb":
         assert "eval/spearman" in summary["eval"]
+
+
+def test_glue_from_the_hub_loads_the_tasks_config(tmp_path, monkeypatch):
+    """No network here: a fake `load_dataset` returns what the hub would for nyu-mll/glue, config rte."""
+    import datasets
+
+    calls = []
+
+    def fake_load_dataset(hub_id, config=None, streaming=False):
+        calls.append((hub_id, config, streaming))
+        rows = lambda n: {"sentence1": [f"a {w} sits" for w in ["dog", "cat"] * n],  # noqa: E731
+                          "sentence2": ["a dog sits"] * (2 * n), "label": [0, 1] * n, "idx": list(range(2 * n))}
+        return datasets.DatasetDict({"train": datasets.Dataset.from_dict(rows(16)),
+                                     "validation": datasets.Dataset.from_dict(rows(4)),
+                                     "test": datasets.Dataset.from_dict(rows(4))})
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    summary = train(tmp_path / "run", *TINY_T5, "data=glue", "data.glue_task=rte", "budget.steps=1")
+    assert calls == [("nyu-mll/glue", "rte", False)]
+    assert summary["eval_metric"] == "accuracy" and summary["data_source"] == "hub nyu-mll/glue (rte)"
+    assert summary["eval"]["eval/target_tokens"] > 8
 
 
 def test_glue_finds_its_task_folder_under_pgf_data_dir(tmp_path, monkeypatch):

@@ -6,6 +6,8 @@ id or a local folder. Sentinels follow T5: <extra_id_0> has the highest id. A ru
 into the run folder (`save_to_run_dir`) so a resumed run uses exactly the same vocabulary.
 Size the model's embeddings with `len(tokenizer)`.
 """
+from __future__ import annotations
+
 import hashlib
 import logging
 import os

@@ -8,12 +8,15 @@ accuracy and loss are reported as well.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Dict, List
 
 from .seq2seq import PairDataset, Seq2SeqTask
 
 
 class Glue(Seq2SeqTask):
+    generates = True
+
     def __init__(self, cfg, run_dir=None):
         from ..data.glue import get_task, headline_metric
         from ..validation import ConfigError
@@ -30,8 +33,8 @@ class Glue(Seq2SeqTask):
         from ..data.text import load_text_splits
 
         columns = [column for column, _ in self.glue.input_columns] + ["label"]
-        splits = load_text_splits(self.cfg.data, columns, folder_name=f"glue/{self.glue.name}",
-                                  eval_split=self.glue.eval_split)
+        data = replace(self.cfg.data, hub_config=self.cfg.data.hub_config or self.glue.name)  # the hub's config = task
+        splits = load_text_splits(data, columns, folder_name=f"glue/{self.glue.name}", eval_split=self.glue.eval_split)
         task = self.glue
 
         def to_pair(row):

@@ -53,6 +53,7 @@ class TextPairCollator:
 
 class Seq2SeqTask(Task):
     eval_metric = "token_acc"
+    generates = False  # True: evaluation also decodes eval sources greedily and calls generation_metrics
 
     def __init__(self, cfg, run_dir: Optional[Path] = None):
         self.cfg, self.run_dir = cfg, Path(run_dir) if run_dir else None
@@ -63,15 +64,16 @@ class Seq2SeqTask(Task):
         """(train dataset, eval dataset, source description, texts for a BPE tokenizer)."""
         raise NotImplementedError
 
-    def generation_metrics(self, sources: List[str], generated: List[str], eval_rows) -> Dict[str, float]:
-        return {}
+    def generation_metrics(self, sources: List[str], generated: List[str], references: List[str]) -> Dict[str, float]:
+        """Metrics of greedy generations of the first `data.generate_limit` eval pairs (when `generates`)."""
+        raise NotImplementedError
 
     # -- data -----------------------------------------------------------------------------------
     def build_data(self):
         train, eval_set, source, tokenizer_texts = self.load_pairs()
         self.tokenizer = self.build_tokenizer(tokenizer_texts)
         self.eval_pairs = eval_set  # generation reads raw text pairs, not padded batches
-        return _TextData(train, eval_set, source)
+        return TextData(train, eval_set, source)
 
     def build_tokenizer(self, texts):
         """The run dir's saved tokenizer (a resume), else the configured one; saved to the run dir."""
@@ -126,6 +128,7 @@ class Seq2SeqTask(Task):
 
     def example_inputs(self, data, device):
         source, target = self.example_lengths(data)
+        # Token values do not change FLOPs; only the shapes do.
         kwargs = {"input_ids": torch.full((1, source), 3, dtype=torch.long, device=device),
                   "attention_mask": torch.ones((1, source), dtype=torch.long, device=device),
                   "labels": torch.full((1, target), 3, dtype=torch.long, device=device)}
@@ -167,7 +170,7 @@ class Seq2SeqTask(Task):
         return metrics
 
     def _generate_and_score(self, model, device, autocast) -> Dict[str, float]:
-        if type(self).generation_metrics is Seq2SeqTask.generation_metrics:
+        if not self.generates:
             return {}
         eval_set = self.eval_pairs
         limit = self.cfg.data.generate_limit
@@ -190,7 +193,9 @@ class Seq2SeqTask(Task):
         return [text.strip() for text in out]
 
 
-class _TextData:
+class TextData:
+    """What build_data returns: train and eval datasets, and where they came from."""
+
     def __init__(self, train, eval_set, source):
         self.train, self.eval, self.source = train, eval_set, source
 

@@ -14,7 +14,7 @@ from typing import Optional
 
 import torch
 
-from .seq2seq import Seq2SeqTask, _TextData
+from .seq2seq import Seq2SeqTask, TextData
 
 log = logging.getLogger(__name__)
 EVAL_MASK_SEED = 1234
@@ -56,7 +56,7 @@ class SpanCorruption(Seq2SeqTask):
 
             train = SpanCorruptionDataset(self._chunks(train_texts()), self._sentinels(), self.tokenizer.eos_token_id)
         log.info("span corruption: %d-token chunks -> inputs %d, targets %d tokens", self.raw_length, *self.lengths)
-        return _TextData(train, eval_set, splits.source)
+        return TextData(train, eval_set, splits.source)
 
     def _sentinels(self):
         from ..data.span_corruption import noise_span_counts
@@ -117,21 +117,28 @@ class _StreamedChunks:
         self.rows, self.column, self.task = rows, column, task
 
     def examples(self):
+        """Corrupted chunks, endlessly: a finished stream starts over (a local file is one such pass)."""
         from ..data.span_corruption import corrupt, random_spans_noise_mask
+        from ..data.errors import DataConfigError
 
         tokenizer, raw = self.task.tokenizer, self.task.raw_length
         sentinels, eos = self.task._sentinels(), tokenizer.eos_token_id
-        buffer, documents = [], []
-        for row in self.rows.iterate():
-            documents.append(row[self.column])
-            if len(documents) < STREAM_BUFFER_DOCUMENTS:
-                continue
-            for ids in tokenizer(documents, add_special_tokens=False)["input_ids"]:
-                buffer += [*ids, eos]
-            documents = []
-            while len(buffer) >= raw:
-                chunk, buffer = torch.tensor(buffer[:raw], dtype=torch.long), buffer[raw:]
-                yield corrupt(chunk, random_spans_noise_mask(raw), sentinels, eos)
+        while True:
+            buffer, documents, produced = [], [], 0
+            for last, text in _mark_last(row[self.column] for row in self.rows.iterate()):
+                documents.append(text)
+                if len(documents) < STREAM_BUFFER_DOCUMENTS and not last:
+                    continue
+                for ids in tokenizer(documents, add_special_tokens=False)["input_ids"]:
+                    buffer += [*ids, eos]
+                documents = []
+                while len(buffer) >= raw:
+                    chunk, buffer = torch.tensor(buffer[:raw], dtype=torch.long), buffer[raw:]
+                    produced += 1
+                    yield corrupt(chunk, random_spans_noise_mask(raw), sentinels, eos)
+            if produced == 0:
+                raise DataConfigError(f"{self.rows.where} holds less than one {raw}-token chunk of text; "
+                                      "lower data.max_source_length or use more text")
 
     def batches(self, batch_size: int, start_micro_step: int, rank: int, world_size: int):
         pad = _PadPairs(self.task.tokenizer.pad_token_id)
@@ -143,3 +150,16 @@ class _StreamedChunks:
             if len(batch) == batch_size:
                 yield pad(batch)
                 batch = []
+
+
+def _mark_last(items):
+    """(is_last, item) pairs, so a stream's final partial buffer is still used."""
+    iterator = iter(items)
+    try:
+        previous = next(iterator)
+    except StopIteration:
+        return
+    for item in iterator:
+        yield False, previous
+        previous = item
+    yield True, previous

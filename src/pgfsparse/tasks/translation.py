@@ -14,6 +14,7 @@ from .seq2seq import PairDataset, Seq2SeqTask
 
 class Translation(Seq2SeqTask):
     eval_metric = "token_acc"
+    generates = True
 
     def load_pairs(self):
         from ..data.text import load_text_splits

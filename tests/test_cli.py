@@ -196,10 +196,15 @@ def without_wall_time(run_dir: Path):
 def test_resume_equals_an_uninterrupted_run(tmp_path, recipe):
     common = ["data=digits", "sparsity=1:4", f"recipe={recipe}", "budget.steps=8", *TINY_VIT,
               "data.augment.random_crop=true", "recipe.mask_interval=3"]
+    assert_resume_equals_uninterrupted(tmp_path, common, at=4)
+
+
+def assert_resume_equals_uninterrupted(tmp_path: Path, common, at: int) -> None:
+    """The run straight through vs the same run killed after its step-`at` checkpoint and started again."""
     train(tmp_path / "straight", *common)
-    half = tmp_path / "halves"  # the same run, killed after its step-4 checkpoint, then started again
+    half = tmp_path / "halves"
     with pytest.raises(KeyboardInterrupt):
-        _interrupt_after(half, 4, *common, "checkpoint_every=4")
+        _interrupt_after(half, at, *common, f"checkpoint_every={at}")
     train(half, *common)
     straight = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=True)
     resumed = torch.load(half / "checkpoint.pt", weights_only=True)

@@ -5,7 +5,6 @@ trained on the test's own data, so each takes a second or two on a CPU.
 """
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import torch
 pytest.importorskip("transformers")
 pytest.importorskip("hydra")
 
-from test_cli import QUIET, SHARED_DATA, _interrupt_after, events, train, without_wall_time  # noqa: E402
+from test_cli import QUIET, SHARED_DATA, assert_resume_equals_uninterrupted, events, train  # noqa: E402
 from test_flops import reference_train_step, relative_error  # noqa: E402
 
 TINY_T5 = ["model=t5", "model.kwargs.d_model=32", "model.kwargs.d_ff=64", "model.kwargs.d_kv=16",
@@ -277,17 +276,8 @@ def test_gated_ff_t5_sparsifies_wi_0_wi_1_and_wo(tmp_path, translation_dir):
 
 def test_resume_equals_an_uninterrupted_translation_run(tmp_path, translation_dir):
     common = [*TINY_T5, f"data.path={translation_dir}", "sparsity=1:4", "budget.steps=6",
-              "model.kwargs.dropout_rate=0.1"]
-    train(tmp_path / "straight", *common)
-    half = tmp_path / "halves"
-    with pytest.raises(KeyboardInterrupt):
-        _interrupt_after(half, 4, *common, "checkpoint_every=4")  # on a log_every=2 boundary
-    train(half, *common)
-    straight = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=True)
-    resumed = torch.load(half / "checkpoint.pt", weights_only=True)
-    for key, value in straight["model"].items():
-        assert torch.equal(value, resumed["model"][key]), key
-    assert without_wall_time(tmp_path / "straight") == without_wall_time(half)
+              "model.kwargs.dropout_rate=0.1"]  # dropout draws from the RNG that a resume restores
+    assert_resume_equals_uninterrupted(tmp_path, common, at=4)  # on a log_every=2 boundary
 
 
 def test_flop_count_of_a_translation_step_matches_flop_counter_mode(tmp_path, translation_dir):

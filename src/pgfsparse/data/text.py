@@ -167,13 +167,14 @@ def _hub(cfg, columns, eval_split, looked: str, fix: str) -> TextSplits:
     names = list(loaded)
     eval_name = eval_split or next((s for s in EVAL_SPLITS if s in names), None)
     if "train" not in names or eval_name is None:
-        raise DataConfigError(f"hub dataset {cfg.hub_id!r} has splits {', '.join(names)}; it needs train and {eval_split or 'validation'}")
+        raise DataConfigError(f"hub dataset {cfg.hub_id!r} has splits {', '.join(names)}; it needs train and "
+                              f"{eval_split or 'validation'} (set data.path to a local copy that has them)")
     where = f"hub {cfg.hub_id}" + (f" ({cfg.hub_config})" if cfg.hub_config else "")
     if cfg.streaming:
         limit = cfg.eval_limit or 1000
         eval_rows = [_hub_row(row, columns, where) for row in loaded[eval_name].take(limit)]
         return TextSplits(StreamedRows(loaded["train"], columns, where), eval_rows, f"{where}, streamed", streaming=True)
-    for name in (s for s in ("train", eval_name)):
+    for name in ("train", eval_name):
         present = loaded[name].column_names
         missing = [c for c in columns if c not in present and "translation" not in present]
         if missing:

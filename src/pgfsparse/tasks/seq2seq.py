@@ -7,7 +7,6 @@ greedy generations (BLEU, GLUE scores) through `generation_metrics`.
 """
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -16,7 +15,6 @@ import torch
 
 from .base import Task
 
-log = logging.getLogger(__name__)
 IGNORE_INDEX = -100
 LENGTH_SAMPLE = 2000  # training pairs tokenized to measure mean lengths (the FLOP count's shapes)
 

@@ -5,6 +5,7 @@ trained on the test's own data, so each takes a second or two on a CPU.
 """
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
@@ -42,6 +43,10 @@ def write_parquet(path: Path, columns: dict) -> None:
     pq.write_table(pa.table(columns), path)
 
 
+def read_summary(run_dir: Path) -> dict:
+    return json.loads((run_dir / "summary.json").read_text())
+
+
 @pytest.fixture(autouse=True)
 def private_cache(tmp_path, monkeypatch):
     """Tokenizers are cached under the test's own folder, never in the user's cache."""
@@ -61,7 +66,8 @@ def translation_dir(tmp_path):
 
 def test_translation_run_reports_token_accuracy_bleu_and_flops(tmp_path, translation_dir):
     run = tmp_path / "run"
-    summary = train(run, *TINY_T5, "sparsity=1:4", f"data.path={translation_dir}", "budget.steps=4")
+    train(run, *TINY_T5, "sparsity=1:4", f"data.path={translation_dir}", "budget.steps=4")
+    summary = read_summary(run)
     assert summary["eval_metric"] == "token_acc" and summary["data"] == "multi30k"
     final = summary["eval"]
     for key in ("eval/token_acc", "eval/bleu", "eval/loss", "eval_strict/token_acc", "eval_strict/bleu"):
@@ -138,17 +144,29 @@ def test_streamed_span_corruption_reads_the_hub_split_lazily(tmp_path, monkeypat
               "budget.epochs=1")
 
 
-def test_span_corruption_run_on_local_text(tmp_path):
+@pytest.mark.parametrize("layout", ["parquet", "txt"])
+def test_span_corruption_run_on_local_text(tmp_path, layout):
     folder = tmp_path / "corpus"
     folder.mkdir()
-    lines = [" ".join(f"{a} {b}" for a, b in sentence_pairs(6, seed)) for seed in range(80)]
-    (folder / "train.txt").write_text("\n".join(lines[:70]))
-    (folder / "validation.txt").write_text("\n".join(lines[70:]))
-    summary = train(tmp_path / "run", *TINY_T5, "data=text", f"data.path={folder}", "data.max_source_length=32",
-                    "data.max_target_length=16", "budget.steps=3", "sparsity=1:4")
-    assert summary["eval_metric"] == "token_acc"
+    documents = [" ".join(f"{a} {b}" for a, b in sentence_pairs(6, seed)) for seed in range(80)]
+    for split, part in (("train", documents[:70]), ("validation", documents[70:])):
+        if layout == "parquet":  # a `body` column, named with data.text_column
+            write_parquet(folder / f"{split}.parquet", {"body": part, "id": list(range(len(part)))})
+        else:
+            (folder / f"{split}.txt").write_text("\n".join(part))
+    run = tmp_path / "run"
+    train(run, *TINY_T5, "data=text", f"data.path={folder}", "data.text_column=body", "data.max_source_length=32",
+          "data.max_target_length=16", "budget.steps=3", "sparsity=1:4")
+    summary = read_summary(run)
+    assert summary["eval_metric"] == "token_acc" and summary["steps"] == 3
     assert set(summary["eval"]) >= {"eval/token_acc", "eval/loss", "eval_strict/token_acc"}
     assert "eval/bleu" not in summary["eval"]
+    # max_source_length 32 -> 34-token chunks: 5 noise tokens in 2 spans -> targets of 5 + 2 sentinels + EOS = 8
+    from pgfsparse.data.span_corruption import lengths_after_corruption, raw_length_for
+
+    assert raw_length_for(32) == 34 and lengths_after_corruption(34) == (32, 8)
+    tokens = summary["eval"]["eval/target_tokens"]
+    assert tokens > 0 and tokens % 8 == 0
 
 
 def test_span_corruption_targets_too_long_for_max_target_length(tmp_path):
@@ -181,8 +199,9 @@ def glue_dir(tmp_path, task: str) -> Path:
 
 @pytest.mark.parametrize("task, metric", [("sst2", "accuracy"), ("stsb", "pearson")])
 def test_glue_runs_report_the_tasks_metric(tmp_path, task, metric):
-    summary = train(tmp_path / "run", *TINY_T5, "data=glue", f"data.glue_task={task}",
-                    f"data.path={glue_dir(tmp_path, task)}", "budget.steps=2")
+    train(tmp_path / "run", *TINY_T5, "data=glue", f"data.glue_task={task}",
+          f"data.path={glue_dir(tmp_path, task)}", "budget.steps=2")
+    summary = read_summary(tmp_path / "run")
     assert summary["eval_metric"] == metric
     assert summary["eval_value"] == summary["eval"][f"eval/{metric}"]
     assert "eval/invalid" in summary["eval"] and "eval/token_acc" in summary["eval"]

@@ -57,7 +57,8 @@ def test_installed_command_finds_its_configs_and_lists_groups():
     for group in ("model:", "sparsity:", "recipe:", "budget:", "data:", "optim:", "schedule:", "logger:",
                   "experiment:"):
         assert group in help_text
-    for option in ("1:16", "decay", "sdgf_geo", "vit_b16", "swin", "digits", "imagefolder"):
+    for option in ("1:16", "decay", "sdgf_geo", "vit_b16", "swin", "digits", "imagefolder", "t5_base", "multi30k",
+                   "glue", "c4"):
         assert option in help_text
     job = run_command("model=vit", "sparsity=1:16", "recipe=decay", "--cfg", "job").stdout
     assert "ff: '1:16'" in job and "name: decay" in job

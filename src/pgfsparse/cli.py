@@ -38,8 +38,10 @@ def main(cfg: DictConfig) -> Optional[float]:
     except (ConfigError, CheckpointError, DataError) as error:
         _fail(error)
     if trainer.process.is_main:
+        bleu = summary["eval"].get("eval/bleu")
+        also = f" (BLEU {bleu:.2f} / {summary['eval']['eval_strict/bleu']:.2f})" if bleu is not None else ""
         print(f"pgf-train: {summary['eval_metric']} {summary['eval_value']:.2f} as trained, "
-              f"{summary['eval_value_strict']:.2f} strict N:M; {summary['steps']} steps, "
+              f"{summary['eval_value_strict']:.2f} strict N:M{also}; {summary['steps']} steps, "
               f"{summary['train_flops']:.3g} training FLOPs, {summary['wall_seconds']:.0f}s -> {summary['run_dir']}")
     return summary["eval_value"]
 

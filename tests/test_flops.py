@@ -7,7 +7,6 @@ scaled_dot_product_attention on CPU, so references run with unfused attention.
 """
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
 
 import pytest

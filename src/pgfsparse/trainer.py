@@ -139,7 +139,7 @@ class Trainer:
         if kind == "epochs":
             from .data import steps_per_epoch
 
-            examples = self.task.train_examples(self.data)
+            examples = self.train_examples
             if examples is None:
                 raise ConfigError(f"data={self.cfg.data.name} is streamed and has no epochs: set budget.steps "
                                   "or budget.train_flops")

@@ -171,5 +171,3 @@ def pad_seq2seq(pairs: Sequence[Tuple[torch.Tensor, torch.Tensor]], pad_id: int)
         input_ids[row, :len(x)], attention_mask[row, :len(x)], labels[row, :len(y)] = x, 1, y
     return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 
-
-collate = pad_seq2seq  # the DataLoader collate_fn, with pad_id bound (functools.partial)

@@ -41,22 +41,6 @@ class Rows:
         return Rows({name: values[start:stop] for name, values in self.columns.items()})
 
 
-class HubRows:
-    """A memory-mapped `datasets.Dataset` split, read row by row."""
-
-    def __init__(self, dataset):
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, index: int) -> dict:
-        return self.dataset[int(index)]
-
-    def slice(self, start: int, stop: Optional[int] = None) -> "HubRows":
-        return HubRows(self.dataset.select(range(len(self))[start:stop]))
-
-
 @dataclass
 class TextSplits:
     train: object  # Rows | HubRows, or an iterable of dicts when streaming
@@ -179,7 +163,7 @@ def _hub(cfg, columns, eval_split, looked: str, fix: str) -> TextSplits:
         missing = [c for c in columns if c not in present and "translation" not in present]
         if missing:
             raise DataConfigError(f"{where} split {name} has no column(s) {missing} (columns: {', '.join(present)})")
-    return TextSplits(_HubColumns(loaded["train"], columns), _HubColumns(loaded[eval_name], columns), where)
+    return TextSplits(HubRows(loaded["train"], columns), HubRows(loaded[eval_name], columns), where)
 
 
 def _hub_row(row: dict, columns, where: str) -> dict:
@@ -191,27 +175,28 @@ def _hub_row(row: dict, columns, where: str) -> dict:
     return {c: row[c] for c in columns}
 
 
-class _HubColumns(HubRows):
-    """HubRows that also unpack WMT's `translation` struct."""
+class HubRows:
+    """A memory-mapped `datasets.Dataset` split, read row by row (WMT's `translation` struct unpacked)."""
 
     def __init__(self, dataset, columns):
-        super().__init__(dataset)
-        self.wanted = list(columns)
+        self.dataset, self.columns = dataset, list(columns)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
 
     def __getitem__(self, index: int) -> dict:
-        return _hub_row(self.dataset[int(index)], self.wanted, "the hub dataset")
+        return _hub_row(self.dataset[int(index)], self.columns, "the hub dataset")
 
-    def slice(self, start, stop=None):
-        return _HubColumns(self.dataset.select(range(len(self))[start:stop]), self.wanted)
+    def slice(self, start: int, stop: Optional[int] = None) -> "HubRows":
+        return HubRows(self.dataset.select(range(len(self))[start:stop]), self.columns)
 
 
 class StreamedRows:
-    """A streamed hub split: iterate rows from any position (skipping is a re-read, hence slow)."""
+    """A streamed hub split, read from its start on every `iterate()`."""
 
     def __init__(self, dataset, columns, where: str):
         self.dataset, self.columns, self.where = dataset, list(columns), where
 
-    def iterate(self, skip: int = 0) -> Iterable[dict]:
-        stream = self.dataset.skip(skip) if skip else self.dataset
-        for row in stream:
+    def iterate(self) -> Iterable[dict]:
+        for row in self.dataset:
             yield _hub_row(row, self.columns, self.where)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Dict, List
 
-from .seq2seq import PairDataset, Seq2SeqTask
+from .seq2seq import Seq2SeqTask
 
 
 class Glue(Seq2SeqTask):
@@ -28,7 +28,7 @@ class Glue(Seq2SeqTask):
             raise ConfigError(f"data.glue_task: {error}") from None
         self.eval_metric = headline_metric(self.glue)
 
-    def load_pairs(self):
+    def load_splits(self):
         from ..data.glue import to_text
         from ..data.text import load_text_splits
 
@@ -36,18 +36,7 @@ class Glue(Seq2SeqTask):
         data = replace(self.cfg.data, hub_config=self.cfg.data.hub_config or self.glue.name)  # the hub's config = task
         splits = load_text_splits(data, columns, folder_name=f"glue/{self.glue.name}", eval_split=self.glue.eval_split)
         task = self.glue
-
-        def to_pair(row):
-            return to_text(task, row)
-
-        def tokenizer_texts():
-            for index in range(len(splits.train)):
-                source, target = to_pair(splits.train[index])
-                yield source
-                yield target
-
-        eval_rows = splits.eval if self.cfg.data.eval_limit is None else splits.eval.slice(0, self.cfg.data.eval_limit)
-        return PairDataset(splits.train, to_pair), PairDataset(eval_rows, to_pair), splits.source, tokenizer_texts
+        return splits, lambda row: to_text(task, row)
 
     def generation_metrics(self, sources: List[str], generated: List[str], references: List[str]) -> Dict[str, float]:
         from ..data.glue import glue_metrics

@@ -13,9 +13,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
+from ..data.span_corruption import IGNORE_INDEX, pad_seq2seq
 from .base import Task
 
-IGNORE_INDEX = -100
 LENGTH_SAMPLE = 2000  # training pairs tokenized to measure mean lengths (the FLOP count's shapes)
 
 
@@ -44,8 +44,6 @@ class TextPairCollator:
         return [(torch.tensor(s, dtype=torch.long), torch.tensor(t, dtype=torch.long)) for s, t in zip(sources, targets)]
 
     def __call__(self, pairs):
-        from ..data.span_corruption import pad_seq2seq
-
         return pad_seq2seq(self.encode(pairs), self.tokenizer.pad_token_id)
 
 
@@ -58,9 +56,14 @@ class Seq2SeqTask(Task):
         self.tokenizer, self.eval_pairs = None, None
 
     # -- what subclasses provide --------------------------------------------------------------
-    def load_pairs(self):
-        """(train dataset, eval dataset, source description, texts for a BPE tokenizer)."""
+    def load_splits(self):
+        """(TextSplits, to_pair): the rows, and the function that turns a row into (source, target) text."""
         raise NotImplementedError
+
+    def tokenizer_texts(self, train: PairDataset):
+        """What a BPE tokenizer is trained on: both sides of every training pair."""
+        for index in range(len(train)):
+            yield from train[index]
 
     def generation_metrics(self, sources: List[str], generated: List[str], references: List[str]) -> Dict[str, float]:
         """Metrics of greedy generations of the first `data.generate_limit` eval pairs (when `generates`)."""
@@ -68,10 +71,13 @@ class Seq2SeqTask(Task):
 
     # -- data -----------------------------------------------------------------------------------
     def build_data(self):
-        train, eval_set, source, tokenizer_texts = self.load_pairs()
-        self.tokenizer = self.build_tokenizer(tokenizer_texts)
+        splits, to_pair = self.load_splits()
+        limit = self.cfg.data.eval_limit
+        eval_rows = splits.eval if limit is None else splits.eval.slice(0, limit)
+        train, eval_set = PairDataset(splits.train, to_pair), PairDataset(eval_rows, to_pair)
+        self.tokenizer = self.build_tokenizer(lambda: self.tokenizer_texts(train))
         self.eval_pairs = eval_set  # generation reads raw text pairs, not padded batches
-        return TextData(train, eval_set, source)
+        return TextData(train, eval_set, splits.source)
 
     def build_tokenizer(self, texts):
         """The run dir's saved tokenizer (a resume), else the configured one; saved to the run dir."""

@@ -10,6 +10,7 @@ evaluating never changes training. Metrics: token accuracy and loss.
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import Optional
 
 import torch
@@ -79,7 +80,9 @@ class SpanCorruption(Seq2SeqTask):
                 for chunk in chunks]
 
     def collator(self):
-        return _PadPairs(self.tokenizer.pad_token_id)
+        from ..data.span_corruption import pad_seq2seq
+
+        return partial(pad_seq2seq, pad_id=self.tokenizer.pad_token_id)  # chunks arrive tokenized
 
     def train_examples(self, data) -> Optional[int]:
         return None if isinstance(data.train, _StreamedChunks) else len(data.train)
@@ -91,16 +94,6 @@ class SpanCorruption(Seq2SeqTask):
 
     def example_lengths(self, data):
         return self.lengths  # fixed by the chunk length: no padding ever
-
-
-class _PadPairs:
-    def __init__(self, pad_id: int):
-        self.pad_id = pad_id
-
-    def __call__(self, pairs):
-        from ..data.span_corruption import pad_seq2seq
-
-        return pad_seq2seq(pairs, self.pad_id)
 
 
 class _StreamedChunks:
@@ -141,7 +134,7 @@ class _StreamedChunks:
                                       "lower data.max_source_length or use more text")
 
     def batches(self, batch_size: int, start_micro_step: int, rank: int, world_size: int):
-        pad = _PadPairs(self.task.tokenizer.pad_token_id)
+        pad = self.task.collator()
         batch, index, skip = [], 0, start_micro_step * batch_size * world_size
         for index, example in enumerate(self.examples()):
             if index < skip or index % world_size != rank:

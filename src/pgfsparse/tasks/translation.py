@@ -9,31 +9,30 @@ from __future__ import annotations
 
 from typing import Dict, List
 
-from .seq2seq import PairDataset, Seq2SeqTask
+from .seq2seq import Seq2SeqTask
 
 
 class Translation(Seq2SeqTask):
     eval_metric = "token_acc"
     generates = True
 
-    def load_pairs(self):
+    def load_splits(self):
         from ..data.text import load_text_splits
 
         data = self.cfg.data
         source, target, prefix = data.source_lang, data.target_lang, data.source_prefix
-        splits = load_text_splits(data, [source, target])
 
         def to_pair(row):
             return prefix + row[source], row[target]
 
-        def tokenizer_texts():  # one vocabulary for both languages, as T5 shares its embeddings
-            for index in range(len(splits.train)):
-                row = splits.train[index]
-                yield row[source]
-                yield row[target]
+        return load_text_splits(data, [source, target]), to_pair
 
-        eval_rows = splits.eval if data.eval_limit is None else splits.eval.slice(0, data.eval_limit)
-        return PairDataset(splits.train, to_pair), PairDataset(eval_rows, to_pair), splits.source, tokenizer_texts
+    def tokenizer_texts(self, train):
+        """Both languages' raw sentences (one vocabulary, as T5 shares its embeddings), without the prefix."""
+        for index in range(len(train.rows)):
+            row = train.rows[index]
+            yield row[self.cfg.data.source_lang]
+            yield row[self.cfg.data.target_lang]
 
     def generation_metrics(self, sources: List[str], generated: List[str], references: List[str]) -> Dict[str, float]:
         import sacrebleu

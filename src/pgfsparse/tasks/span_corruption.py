@@ -40,6 +40,7 @@ class SpanCorruption(Seq2SeqTask):
                 f"span corruption of {self.raw_length}-token chunks makes {self.lengths[1]}-token targets, more than "
                 f"data.max_target_length={data.max_target_length}: raise it to {self.lengths[1]}"
             )
+
         def train_texts():
             if splits.streaming:
                 return (row[column] for row in splits.train.iterate())

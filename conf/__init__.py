@@ -2,10 +2,13 @@
 
 Importing it registers the typed schema (pgfsparse.config.TrainConfig) as
 `train_schema`, the base that conf/train.yaml composes onto: every key exists
-(so `sparsity.qk=1:4` needs no `+`) and types are checked at composition.
+(so `sparsity.qk=1:4` needs no `+`) and types are checked at composition. It
+also registers the resolvers that name sweep and run folders.
 """
 from hydra.core.config_store import ConfigStore
 
 from pgfsparse.config import TrainConfig
+from pgfsparse.sweep import register_resolvers
 
 ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+register_resolvers()  # ${pgf_run_name:}: train.yaml's hydra.sweep.subdir

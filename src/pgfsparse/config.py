@@ -166,3 +166,5 @@ class TrainConfig:
     diagnostics_every: int = 100  # steps between sparsity diagnostics
     resume: Optional[str] = None  # a run dir to continue in place
     output_dir: Optional[str] = None  # None = Hydra's run dir
+    threads: Optional[int] = None  # torch threads; None = usable cores / parallel jobs (joblib n_jobs, torchrun ranks)
+    sweep: str = "default"  # multirun folder name under multirun/; pgf-train sets it from the command's overrides

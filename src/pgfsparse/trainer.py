@@ -27,10 +27,21 @@ from .config import TrainConfig
 from .logs import MetricsFile, WandbRun, write_summary
 from .sparsity import Schedule, sparsify
 from .tasks import build_task
-from .validation import ConfigError, check, check_budget, describe_sparsity, slug
+from .naming import describe_sparsity, run_name
+from .provenance import git_sha, package_version
+from .validation import ConfigError, check, check_budget
 
 # Keys whose change makes a checkpoint unusable for resuming (the rest may differ).
 _RESUME_KEYS = ("model", "sparsity", "recipe", "budget", "data", "optim", "schedule", "seed")
+
+
+class Divergence(RuntimeError):
+    """The loss became NaN or infinite: the run stops before writing a checkpoint of it."""
+
+
+def resume_settings(cfg: TrainConfig) -> Dict[str, Any]:
+    """The settings a run must keep to be resumed (a checkpoint records them)."""
+    return {k: v for k, v in _comparable(asdict(cfg)).items() if k in _RESUME_KEYS}
 
 
 def seed_everything(seed: int) -> None:
@@ -66,8 +77,8 @@ def autocast_for(precision: str, device: torch.device):
 
 class Trainer:
     def __init__(self, cfg: TrainConfig, run_dir: Path, choices: Optional[Dict[str, str]] = None,
-                 sweep_name: Optional[str] = None):
-        self.cfg, self.choices, self.sweep_name = cfg, choices or {}, sweep_name
+                 sweep_name: Optional[str] = None, name: Optional[str] = None):
+        self.cfg, self.choices, self.sweep_name, self.name = cfg, choices or {}, sweep_name, name
         self.patterns, self.recipe = check(cfg)  # one-line errors before anything is built
         self.process, self.device = distributed.start(cfg.device)
         self.run_dir = Path(distributed.shared_run_dir(str(run_dir), self.process))
@@ -84,9 +95,8 @@ class Trainer:
                 )
             return None
         state = checkpoint.load(path)
-        saved = state.get("config", {})
-        now = asdict(self.cfg)
-        changed = [k for k in _RESUME_KEYS if k in saved and _comparable(saved[k]) != _comparable(now[k])]
+        saved, now = state.get("config", {}), resume_settings(self.cfg)
+        changed = [k for k in _RESUME_KEYS if k in saved and _comparable(saved[k]) != now[k]]
         if changed:
             raise ConfigError(
                 f"{path} was written with other {', '.join(changed)} settings: resume with the same config, "
@@ -188,7 +198,9 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.run_id, self.wall_offset = uuid.uuid4().hex[:12], 0.0
         self._setup()
-        start = self._restore(self.resumed) if self.resumed else 0
+        start = self.resumed_from = self._restore(self.resumed) if self.resumed else 0
+        if 0 < start < self.total_steps and self.process.is_main:
+            print(f"pgf-train: resuming {self.run_dir} from step {start} of {self.total_steps}", file=sys.stderr)
         finished = self.run_dir / "summary.json"
         if start >= self.total_steps and finished.exists():  # resuming a finished run: nothing to redo
             distributed.stop(self.process)
@@ -197,7 +209,7 @@ class Trainer:
         if self.process.is_main:
             metrics.truncate_after(start)  # a resumed run rewrites what came after its checkpoint
         wandb = WandbRun(self.cfg.logger, self.run_dir, self.run_name(), self.tags(), self.sweep_name,
-                         asdict(self.cfg), self.run_id) if self.process.is_main else None
+                         self.wandb_config(), self.run_id) if self.process.is_main else None
         try:
             summary = self._loop(start, metrics, wandb)
             if wandb:
@@ -217,47 +229,53 @@ class Trainer:
         window_loss, window_steps, window_examples, window_start = 0.0, 0, 0, time.perf_counter()
         progress = _progress(start, total, self.process.is_main)
         self.model.train()
-        for step in range(start, total):
-            self.sparsifier.step(step)
-            loss_sum = torch.zeros((), device=self.device)
-            for micro in range(accumulate):
-                batch = self.task.to_device(next(batches), self.device)
-                sync = micro == accumulate - 1 or not self.process.distributed
-                with (contextlib.nullcontext() if sync else self.ddp_model.no_sync()), self.autocast():
-                    loss = self.task.loss(self.ddp_model, batch) / accumulate
-                self.scaler.scale(loss).backward()
-                loss_sum += loss.detach()
-                window_examples += self.task.batch_size(batch)
-            self.scaler.unscale_(self.optimizer)
-            grad_norm = (torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip)
-                         if cfg.optim.grad_clip else None)
-            done = step + 1
-            if self.sparsifier.layers and cfg.diagnostics_every and done % cfg.diagnostics_every == 0:
-                self._log(metrics, wandb, done, "diagnostics",
-                          {f"sparsity/{k}": v for k, v in self.sparsifier.diagnostics(self.optimizer).items()})
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            self.lr_schedule.step_update(num_updates=done)
-            self.optimizer.zero_grad(set_to_none=True)
-            window_loss += loss_sum.item()
-            window_steps += 1
-            progress.update(1)
-            if done % cfg.log_every == 0 or done == total:
-                seconds = time.perf_counter() - window_start
-                event = {"train/loss": window_loss / window_steps, "train/lr": self.optimizer.param_groups[0]["lr"],
-                         "train/examples_per_s": window_examples / max(seconds, 1e-9)}
-                if self.train_examples:
-                    event["epoch"] = done * self.examples_per_step / self.train_examples
-                if grad_norm is not None:
-                    event["train/grad_norm"] = float(grad_norm)
-                self._log(metrics, wandb, done, "train", event)
-                progress.set_postfix(loss=f"{event['train/loss']:.3f}", ex_s=f"{event['train/examples_per_s']:.0f}")
-                window_loss, window_steps, window_examples, window_start = 0.0, 0, 0, time.perf_counter()
-            if cfg.eval_every and done % cfg.eval_every == 0 and done != total:
-                self._log(metrics, wandb, done, "eval", self.evaluate())
-            if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done != total:
-                self._save(done, time.perf_counter() - began)
-        progress.close()
+        try:  # close the bar before any error message
+            for step in range(start, total):
+                self.sparsifier.step(step)
+                loss_sum = torch.zeros((), device=self.device)
+                for micro in range(accumulate):
+                    batch = self.task.to_device(next(batches), self.device)
+                    sync = micro == accumulate - 1 or not self.process.distributed
+                    with (contextlib.nullcontext() if sync else self.ddp_model.no_sync()), self.autocast():
+                        loss = self.task.loss(self.ddp_model, batch) / accumulate
+                    self.scaler.scale(loss).backward()
+                    loss_sum += loss.detach()
+                    window_examples += self.task.batch_size(batch)
+                self.scaler.unscale_(self.optimizer)
+                grad_norm = (torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip)
+                             if cfg.optim.grad_clip else None)
+                done = step + 1
+                if self.sparsifier.layers and cfg.diagnostics_every and done % cfg.diagnostics_every == 0:
+                    self._log(metrics, wandb, done, "diagnostics",
+                              {f"sparsity/{k}": v for k, v in self.sparsifier.diagnostics(self.optimizer).items()})
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+                self.lr_schedule.step_update(num_updates=done)
+                self.optimizer.zero_grad(set_to_none=True)
+                step_loss = loss_sum.item()
+                if not math.isfinite(step_loss):
+                    raise Divergence(f"the training loss is {step_loss} at step {done}: lower optim.lr, set "
+                                     "optim.grad_clip, or check the data (the last checkpoint is kept)")
+                window_loss += step_loss
+                window_steps += 1
+                progress.update(1)
+                if done % cfg.log_every == 0 or done == total:
+                    seconds = time.perf_counter() - window_start
+                    event = {"train/loss": window_loss / window_steps, "train/lr": self.optimizer.param_groups[0]["lr"],
+                             "train/examples_per_s": window_examples / max(seconds, 1e-9)}
+                    if self.train_examples:
+                        event["epoch"] = done * self.examples_per_step / self.train_examples
+                    if grad_norm is not None:
+                        event["train/grad_norm"] = float(grad_norm)
+                    self._log(metrics, wandb, done, "train", event)
+                    progress.set_postfix(loss=f"{event['train/loss']:.3f}", ex_s=f"{event['train/examples_per_s']:.0f}")
+                    window_loss, window_steps, window_examples, window_start = 0.0, 0, 0, time.perf_counter()
+                if cfg.eval_every and done % cfg.eval_every == 0 and done != total:
+                    self._log(metrics, wandb, done, "eval", self.evaluate())
+                if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done != total:
+                    self._save(done, time.perf_counter() - began)
+        finally:
+            progress.close()
         final = self.evaluate()
         self._log(metrics, wandb, total, "eval", final)
         wall = time.perf_counter() - began
@@ -289,8 +307,17 @@ class Trainer:
 
     # -- naming and the summary ---------------------------------------------------------
     def run_name(self) -> str:
-        model = self.choices.get("model", self.cfg.model.name)
-        return f"{model}-{slug(describe_sparsity(self.patterns))}-{self.recipe.name}-s{self.cfg.seed}"
+        """The W&B run name: the sweep folder's name in a multirun, else model-sparsity-recipe-seed."""
+        return self.name or run_name(self.choices.get("model", self.cfg.model.name), self.patterns,
+                                     self.recipe.name, self.cfg.seed)
+
+    def wandb_config(self) -> Dict[str, Any]:
+        """The config as W&B groups it: canonical recipe names ('decay', 'auto' -> mdgf_exp, dense)."""
+        config = asdict(self.cfg)
+        config["recipe"]["name"] = self.recipe.name
+        config.update(run_name=self.run_name(), sweep=self.sweep_name, git_sha=git_sha(),
+                      model_choice=self.choices.get("model", self.cfg.model.family))
+        return config
 
     def tags(self):
         return [f"model:{self.choices.get('model', self.cfg.model.name)}",
@@ -299,7 +326,15 @@ class Trainer:
 
     def summary(self, final: Dict[str, float], wall: float) -> Dict[str, Any]:
         metric = self.task.eval_metric
+        budget_kind, budget_value = check_budget(self.cfg)
         return {
+            "run_name": self.run_name(),
+            "sweep": self.sweep_name,
+            "status": "finished",
+            "budget": {"kind": budget_kind, "value": budget_value},
+            "version": package_version(),
+            "git_sha": git_sha(),
+            "threads": torch.get_num_threads(),
             "model": self.choices.get("model", self.cfg.model.family),
             "model_name": self.cfg.model.name,
             "data": self.cfg.data.name,

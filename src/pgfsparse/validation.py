@@ -9,8 +9,9 @@ from dataclasses import MISSING, asdict, fields, is_dataclass
 from typing import Dict, Tuple
 
 from .config import TrainConfig
+from .naming import describe_sparsity, slug
 from .sparsity.pattern import NM
-from .sparsity.recipes import Recipe, make_recipe
+from .sparsity.recipes import Recipe, canonical_recipe_name, make_recipe
 from .sparsity.targets import resolve_patterns
 
 PATTERN_KEYS = ("ff", "q", "k", "v", "qk", "qkv", "attn_out")
@@ -79,11 +80,8 @@ def resolve_recipe(cfg: TrainConfig, patterns: Dict[str, NM]) -> Recipe:
     the grid never runs the dense baseline twice).
     """
     options = {k: v for k, v in asdict(cfg.recipe).items() if k != "name"}
-    name = cfg.recipe.name
-    if name == "auto":
-        name = "mdgf_exp" if patterns else "dense"
     try:
-        recipe = make_recipe(name, **options)
+        recipe = make_recipe(_settle_auto(cfg.recipe.name, patterns), **options)
     except ValueError as error:
         raise ConfigError(f"recipe: {error}") from None
     if recipe.is_sparse and not patterns:
@@ -97,6 +95,16 @@ def resolve_recipe(cfg: TrainConfig, patterns: Dict[str, NM]) -> Recipe:
             f"recipe=dense contradicts the pattern {shown}: pick a sparse recipe (e.g. recipe=decay) or sparsity=dense"
         )
     return recipe
+
+
+def _settle_auto(name: str, patterns: Dict[str, NM]) -> str:
+    return ("mdgf_exp" if patterns else "dense") if name == "auto" else name
+
+
+def resolve_patterns_and_recipe(cfg) -> Tuple[Dict[str, NM], str]:
+    """(patterns, canonical recipe name) of a composed config: what a run's name needs, before any check."""
+    patterns = sparsity_patterns(cfg)
+    return patterns, canonical_recipe_name(_settle_auto(str(cfg.recipe.name), patterns))
 
 
 def check_budget(cfg: TrainConfig) -> Tuple[str, float]:
@@ -167,26 +175,5 @@ def check(cfg: TrainConfig) -> Tuple[Dict[str, NM], Recipe]:
     return patterns, recipe
 
 
-def describe_sparsity(patterns: Dict[str, NM]) -> str:
-    """A run label: '1:16' for FF only, 'ff=1:8,q=1:4,k=1:4' for mixes, 'dense' for none."""
-    if not patterns:
-        return "dense"
-    if set(patterns) == {"ff"}:
-        return str(patterns["ff"])
-    return ",".join(f"{loc}={p}" for loc, p in patterns.items())
-
-
-def slug(text: str) -> str:
-    """File- and W&B-safe form of a label ('1:16' -> 'n1m16', ':' and '=' removed)."""
-    out = []
-    for part in text.split(","):
-        loc, _, pat = part.rpartition("=")
-        if ":" in pat:
-            n, m = pat.split(":")
-            pat = f"n{n}m{m}"
-        out.append(f"{loc}-{pat}" if loc else pat)
-    return "_".join(out)
-
-
-__all__ = ["ConfigError", "Contradiction", "check", "check_budget", "check_model_and_data", "describe_sparsity", "resolve_recipe",
+__all__ = ["ConfigError", "Contradiction", "check", "check_budget", "check_model_and_data", "describe_sparsity", "resolve_patterns_and_recipe", "resolve_recipe",
            "slug", "sparsity_patterns", "to_train_config"]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from pgfsparse.naming import naming_overrides, parse_run_name, run_name, sweep_name
+from pgfsparse.naming import naming_overrides, run_name, sweep_name
 from pgfsparse.sparsity.pattern import NM
 from pgfsparse.sweep import Point, RunDirInUse, default_sweep_override
 
@@ -46,14 +46,6 @@ def test_run_names_are_the_wandb_slug_plus_the_keys_a_sweep_varies():
                              varying=["model.kwargs.depth", "sparsity", "seed", "threads"])
     assert extra == [("model.kwargs.depth", "3")]  # sparsity and seed are in the base name; threads never
     assert run_name("vit", {"ff": NM(1, 32)}, "srste", 1, extra) == "vit-n1m32-srste-s1-depth=3"
-
-
-def test_run_names_parse_back():
-    assert parse_run_name("vit-n1m32-mdgf_exp-s0") == {"model": "vit", "sparsity": "1:32", "recipe": "mdgf_exp",
-                                                       "seed": "0"}
-    assert parse_run_name("t5-ff-n1m8_qk-n1m4-srste-s2-lr=0.01")["sparsity"] == "ff=1:8,qk=1:4"
-    assert parse_run_name("vit-dense-dense-s1")["sparsity"] == "dense"
-    assert parse_run_name("not a run")["model"] is None
 
 
 def test_sweep_names_depend_only_on_what_changes_results():
@@ -128,11 +120,51 @@ def test_a_failing_point_is_recorded_and_the_grid_goes_on(tmp_path):
                for s in finished.values())
     assert read(sweep / "sweep.json")["varying"] == ["model.kwargs.embed_dim", "sparsity"]
 
+    # the report: three rows with their figures, the failed point listed
+    report = subprocess.run([str(PGF_TRAIN.parent / "pgf-report"), str(sweep), "--out", str(tmp_path / "report")],
+                            capture_output=True, text=True, timeout=120)
+    assert report.returncode == 0, report.stderr[-2000:]
+    rows = (tmp_path / "report" / "runs.csv").read_text().splitlines()
+    assert len(rows) == 5 and sum(",finished," in r for r in rows) == 3 and sum(",failed," in r for r in rows) == 1
+    table = (tmp_path / "report" / "table.md").read_text()
+    assert bad in table and "Failed" in table
+    assert (tmp_path / "report" / "accuracy_vs_flops.png").stat().st_size > 10_000
+
     # a re-launch trains nothing new: finished points are skipped, the failed one fails again
     before = {p: (sweep / p / "metrics.jsonl").read_bytes() for p in finished}
     again = pgf_train(*grid, cwd=tmp_path)
     assert again.returncode == 2 and again.stderr.count("already finished") == 3
     assert {p: (sweep / p / "metrics.jsonl").read_bytes() for p in finished} == before
+
+
+def test_a_crashing_point_leaves_its_traceback_and_the_others_run(tmp_path, monkeypatch):
+    """In process: seed 1's training raises; seeds 0 and 2 finish and the sweep exits 1 (a crash)."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    from pgfsparse import cli, trainer
+
+    real_fit = trainer.Trainer.fit
+
+    def fit(self):
+        if self.cfg.seed == 1:
+            raise RuntimeError("boom in the loop")
+        return real_fit(self)
+
+    monkeypatch.setattr(trainer.Trainer, "fit", fit)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["pgf-train", "-m", *TINY, "model.kwargs.embed_dim=32", "sparsity=1:4",
+                                      "budget.steps=2", "seed=0,1,2", "sweep=crash", "hydra/job_logging=disabled"])
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            cli.main()
+    finally:
+        GlobalHydra.instance().clear()
+    assert stopped.value.code == 1
+    sweep = tmp_path / "multirun" / "crash"
+    crashed = sweep / "vit-n1m4-mdgf_exp-s1"
+    assert read(crashed / "status.json")["error"] == "boom in the loop"
+    assert 'raise RuntimeError("boom in the loop")' in (crashed / "error.log").read_text()
+    assert {p.parent.name for p in sweep.glob("*/summary.json")} == {"vit-n1m4-mdgf_exp-s0", "vit-n1m4-mdgf_exp-s2"}
 
 
 def test_a_grid_cut_off_midway_resumes_where_it_stopped(tmp_path):
@@ -171,3 +203,40 @@ def test_a_diverging_run_stops_with_exit_code_4(tmp_path):
     assert done.returncode == 4
     assert "pgf-train: error: the training loss is nan" in done.stderr
     assert read(tmp_path / "run" / "status.json")["error_type"] == "Divergence"
+
+
+# -- W&B: what a dashboard groups by -------------------------------------------------------------
+class FakeWandbRun:
+    def __init__(self, **init):
+        self.init, self.logged, self.summary = init, [], {}
+
+    def define_metric(self, *args, **kwargs):
+        pass
+
+    def log(self, values):
+        self.logged.append(values)
+
+    def finish(self):
+        pass
+
+
+def test_wandb_runs_carry_canonical_config_keys_and_the_sweep_group(tmp_path, monkeypatch):
+    wandb = pytest.importorskip("wandb")
+    from hydra import compose, initialize_config_module
+
+    from pgfsparse.trainer import Trainer
+    from pgfsparse.validation import to_train_config
+
+    runs = []
+    monkeypatch.setattr(wandb, "init", lambda **init: runs.append(FakeWandbRun(**init)) or runs[-1])
+    with initialize_config_module(config_module="pgfsparse.conf", version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[*TINY, "model.kwargs.embed_dim=32", "sparsity=1:4",
+                                                      "recipe=auto", "budget.steps=2", "logger=wandb"])
+    Trainer(to_train_config(cfg), tmp_path / "run", choices={"model": "vit"}, sweep_name="grid",
+            name="vit-n1m4-mdgf_exp-s0").fit()
+    init = runs[0].init
+    assert init["name"] == "vit-n1m4-mdgf_exp-s0" and init["group"] == "grid"
+    assert {"model:vit", "sparsity:1:4", "recipe:mdgf_exp", "seed:0"} <= set(init["tags"])
+    config = init["config"]
+    assert (config["recipe"]["name"], config["sparsity"]["ff"], config["seed"]) == ("mdgf_exp", "1:4", 0)
+    assert any("eval/top1" in event and "train_flops" in event for event in runs[0].logged)

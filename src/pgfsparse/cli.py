@@ -28,7 +28,10 @@ register_resolvers()
 
 def main() -> None:
     """The console script: names a multirun's sweep; under torchrun, ranks > 0 get a throwaway Hydra dir."""
+    from .distributed import export_slurm_env
+
     added = default_sweep_override(sys.argv[1:])  # the same command finds the same sweep folder
+    export_slurm_env()  # srun --ntasks=K pgf-train ...: ranks from the SLURM step
     rank = int(os.environ.get("RANK", "0"))
     if rank > 0 and not {"-m", "--multirun"} & set(sys.argv):
         added += [f"hydra.run.dir={tempfile.mkdtemp(prefix=f'pgf-rank{rank}-')}", "hydra.output_subdir=null"]
@@ -43,6 +46,7 @@ def train(cfg: DictConfig) -> Optional[float]:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
+    from . import distributed
     from .checkpoint import CheckpointError
     from .data import DataError
     from .sweep import RunDirInUse
@@ -55,6 +59,7 @@ def train(cfg: DictConfig) -> Optional[float]:
     sweep_dir = Path(hydra_cfg.sweep.dir) if multirun else None
     overrides = [o.replace("\\:", ":") for o in hydra_cfg.overrides.task if not o.startswith("sweep=")]
     point = Point(run_dir, run_dir.name if multirun else None, sweep_dir, overrides)
+    distributed.export_slurm_env()  # tasks of a SLURM job step (submitit's tasks_per_node > 1) are ranks
     is_main_rank = int(os.environ.get("RANK", "0")) == 0
     started = False
     try:
@@ -132,6 +137,8 @@ def _threads(given: Optional[int], hydra_cfg) -> int:
     """
     if given:
         return int(given)
+    if os.environ.get("SLURM_STEP_ID") is not None and os.environ.get("SLURM_CPUS_PER_TASK"):
+        return int(os.environ["SLURM_CPUS_PER_TASK"])  # srun pins each task to its own cores
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     sharing = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     launcher = hydra_cfg.launcher

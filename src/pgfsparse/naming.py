@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from .sparsity.pattern import NM
 from .sparsity.recipes import canonical_recipe_name
@@ -82,15 +82,31 @@ def naming_overrides(overrides: Iterable[str], varying: Iterable[str]) -> List[T
     return pairs
 
 
-def parse_run_name(name: str) -> Dict[str, Optional[str]]:
-    """Inverse of `run_name` for its base part: {'model', 'sparsity', 'recipe', 'seed'} (None if not a run name)."""
-    match = re.match(r"^(?P<model>[^-]+)-(?P<sparsity>.+?)-(?P<recipe>[a-z0-9_]+)-s(?P<seed>\d+)(-|$)", name)
+_RUN_NAME = re.compile(
+    r"^(?P<model>[^-]+)-(?P<slug>dense|n\d+m\d+|[a-z_]+-n\d+m\d+(?:_[a-z_]+-n\d+m\d+)*)"
+    r"-(?P<recipe>[a-z0-9_]+)-s(?P<seed>\d+)(?:-(?P<variant>.+))?$")
+
+
+def parse_run_name(name: str) -> Optional[Dict[str, Any]]:
+    """Inverse of `run_name`: {'model', 'sparsity', 'recipe', 'seed', 'variant'}, None if not a run name.
+
+    Anything after the seed names the other keys a sweep varies ('depth=3') and is the `variant`.
+    """
+    match = _RUN_NAME.match(name)
     if not match:
-        return {"model": None, "sparsity": None, "recipe": None, "seed": None}
-    sparsity = re.sub(r"n(\d+)m(\d+)", r"\1:\2", match["sparsity"])
-    if "_" in sparsity or "-" in sparsity:  # mixed: ff-1:8_qk-1:4 -> ff=1:8,qk=1:4
-        sparsity = ",".join(part.replace("-", "=", 1) for part in sparsity.split("_"))
-    return {"model": match["model"], "sparsity": sparsity, "recipe": match["recipe"], "seed": match["seed"]}
+        return None
+    return {"model": match["model"], "sparsity": unslug(match["slug"]), "recipe": match["recipe"],
+            "seed": int(match["seed"]), "variant": match["variant"] or ""}
+
+
+def unslug(text: str) -> str:
+    """Inverse of `slug`: 'n1m32' -> '1:32'; 'ff-n1m8_attn_out-n1m4' -> 'ff=1:8,attn_out=1:4'."""
+    if text == "dense":
+        return text
+    parts = re.findall(r"(?:^|_)([a-z_]+?)-n(\d+)m(\d+)", text)
+    if parts:
+        return ",".join(f"{loc}={n}:{m}" for loc, n, m in parts)
+    return re.sub(r"^n(\d+)m(\d+)$", r"\1:\2", text)
 
 
 def _key(override: str) -> str:

@@ -199,16 +199,20 @@ def _is_stale(holder: Dict[str, Any], me: Dict[str, Any]) -> bool:
         return True  # SLURM requeued this job: the previous attempt is gone
     if holder.get("host") != me["host"]:
         return False  # cannot see another host's processes: assume it is alive
-    pid = holder.get("pid")
-    if pid == me["pid"]:
-        return True
+    return holder.get("pid") == me["pid"] or process_alive(holder.get("host"), holder.get("pid")) is False
+
+
+def process_alive(host: Optional[str], pid: Any) -> Optional[bool]:
+    """Whether `pid` runs on `host`; None when `host` is another machine (its processes are invisible)."""
+    if host and host != socket.gethostname():
+        return None
     try:
         os.kill(int(pid), 0)
     except (ProcessLookupError, TypeError, ValueError):
-        return True
-    except PermissionError:
         return False
-    return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
 
 
 # -- the sweep as a whole: a Hydra callback in the launching process -------------------------

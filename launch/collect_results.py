@@ -1,0 +1,56 @@
+#!/usr/bin/env python
+# python launch/collect_results.py multirun/cifar10_grid results/cifar10_grid
+"""Copy a sweep's results into a folder small enough for git: no checkpoints, no W&B files.
+
+For every point of the sweep it keeps `summary.json` (finished points),
+`status.json` (every point: failed and unfinished ones stay visible) and
+`diagnostics.jsonl` (the diagnostics lines of metrics.jsonl: the gradient-noise
+curves), plus `curves.jsonl` (the train and eval lines, for training curves).
+Run it again at any time: it overwrites what it copied before. `pgf-report
+DEST` then regenerates every table and plot from these files alone.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+
+def collect(sweep: Path, dest: Path) -> int:
+    points = sorted(p for p in sweep.iterdir() if p.is_dir() and (p / "status.json").exists())
+    for point in points:
+        out = dest / point.name
+        out.mkdir(parents=True, exist_ok=True)
+        for name in ("summary.json", "status.json"):
+            if (point / name).exists():
+                shutil.copyfile(point / name, out / name)
+        metrics = point / "metrics.jsonl"
+        if metrics.exists():
+            events = [json.loads(line) for line in metrics.read_text().splitlines() if line]
+            _write(out / "diagnostics.jsonl", [e for e in events if e["event"] == "diagnostics"])
+            _write(out / "curves.jsonl", [e for e in events if e["event"] in ("train", "eval")])
+    for name in ("sweep.json", "sweep_status.json"):
+        if (sweep / name).exists():
+            shutil.copyfile(sweep / name, dest / name)
+    return len(points)
+
+
+def _write(path: Path, events) -> None:
+    path.write_text("".join(json.dumps(e, sort_keys=True) + "\n" for e in events))
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("sweep", type=Path, help="a sweep dir (multirun/<sweep>)")
+    parser.add_argument("dest", type=Path, help="where to copy (e.g. results/<grid>)")
+    args = parser.parse_args(argv)
+    if not args.sweep.is_dir():
+        sys.exit(f"collect_results: error: {args.sweep} is not a folder: pass a sweep dir such as multirun/<sweep>")
+    args.dest.mkdir(parents=True, exist_ok=True)
+    print(f"collected {collect(args.sweep, args.dest)} points from {args.sweep} into {args.dest}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,399 @@
+"""Figures that compare recipes: accuracy vs training FLOPs (with its Pareto front), accuracy vs
+sparsity, training curves, and the gradient-noise curves of Bambhaniya et al. (2024, Figure 3).
+
+matplotlib loads on first use, drawing on the Agg canvas without pyplot, so
+`import pgfsparse.report` stays light, no display is needed and no global
+backend changes under a notebook. Every function returns a Figure (a notebook
+shows it inline) and, given `out`, also writes <out>/<name>.png (dpi 150) and
+<name>.svg. A figure with nothing to draw raises NothingToPlot, one line saying why.
+Each recipe has one colour in every figure (RECIPE_COLORS), each sparsity one marker.
+"""
+from __future__ import annotations
+
+import json
+import math
+import zlib
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+
+from .table import density, sort_value
+
+RECIPE_COLORS = {
+    "dense": "#555555", "ste": "#8c564b", "srste": "#d62728", "mdgf_linear": "#17becf", "mdgf_exp": "#1f77b4",
+    "mdgf_step": "#9467bd", "sdgf_step": "#2ca02c", "sdgf_geo": "#ff7f0e", "sdgf_custom": "#e377c2",
+}
+_MORE_COLORS = ("#bcbd22", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173")
+SPARSITY_MARKERS = {"dense": "*", "2:4": "o", "1:4": "s", "1:8": "^", "1:16": "D", "1:32": "v", "1:64": "P",
+                    "1:128": "X"}
+_MORE_MARKERS = ("<", ">", "h", "p", "8", "d")
+_LINESTYLES = ("-", "--", ":", "-.")
+NOISE_KEYS = (("sparsity/ff/exp_avg_sq_var", "(a) variance of AdamW's second moment, FF weights"),
+              ("sparsity/ff/grad_abs_var", "(b) variance of |gradient|, FF weights"))
+PERCENT_METRICS = {"top1": "top-1", "top5": "top-5", "token_acc": "token accuracy", "accuracy": "accuracy",
+                   "acc": "accuracy", "f1": "F1"}
+
+
+class NothingToPlot(ValueError):
+    """This figure cannot be drawn from these runs (the message says why, in one line)."""
+
+
+# -- pure helpers --------------------------------------------------------------------------------
+def pareto_front(points: Iterable[Tuple[float, float]]) -> List[Tuple[float, float]]:
+    """The points no cheaper-or-equal point beats: the best accuracy reachable for given FLOPs or less.
+
+    Sorted by FLOPs; each kept point is strictly more accurate than every point
+    left of it. Points with a missing value are ignored.
+    """
+    best, front = -math.inf, []
+    valid = [(x, y) for x, y in points if x is not None and y is not None and not math.isnan(y)]
+    for x, y in sorted(valid, key=lambda p: (p[0], -p[1])):
+        if y > best:
+            front.append((x, y))
+            best = y
+    return front
+
+
+def running_mean(values: Sequence[float], window: int = 5) -> List[float]:
+    """Centred moving average; the window shrinks at the ends, so the output is as long as the input."""
+    half = max(window, 1) // 2
+    return [sum(values[max(0, i - half):i + half + 1]) / len(values[max(0, i - half):i + half + 1])
+            for i in range(len(values))]
+
+
+def recipe_color(recipe: Optional[str]) -> str:
+    """The fixed colour of a recipe; unknown recipes get a stable one from their name."""
+    name = str(recipe)
+    return RECIPE_COLORS.get(name) or _MORE_COLORS[zlib.crc32(name.encode()) % len(_MORE_COLORS)]
+
+
+def sparsity_marker(sparsity: Optional[str]) -> str:
+    name = str(sparsity)
+    return SPARSITY_MARKERS.get(name) or _MORE_MARKERS[zlib.crc32(name.encode()) % len(_MORE_MARKERS)]
+
+
+def metric_name(metric: Optional[str]) -> str:
+    """'top1' -> 'top-1', 'bleu' -> 'BLEU', 'token_acc' -> 'token accuracy'; others as they are."""
+    name = str(metric)
+    return PERCENT_METRICS.get(name) or ("BLEU" if name == "bleu" else name)
+
+
+def metric_label(metric: Optional[str], strict: bool = False) -> str:
+    """An axis label with its unit: 'top-1 (%), as trained'; 'BLEU, strict N:M'."""
+    unit = " (%)" if str(metric) in PERCENT_METRICS else ""
+    return f"{metric_name(metric)}{unit}, {'strict N:M' if strict else 'as trained'}"
+
+
+def read_events(run_dir: Optional[Path], kind: str) -> List[Dict[str, Any]]:
+    """The run's metrics.jsonl events of one kind, else those of a collected results folder
+    (launch/collect_results.py: diagnostics.jsonl, and curves.jsonl for train and eval lines)."""
+    if run_dir is None:
+        return []
+    run_dir = Path(run_dir)
+    for name in ("metrics.jsonl", "diagnostics.jsonl" if kind == "diagnostics" else "curves.jsonl"):
+        path = run_dir / name
+        if not path.exists():
+            continue
+        events = []
+        for line in path.read_text().splitlines():
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue  # a line cut short by a crash
+            if isinstance(event, dict) and event.get("event") == kind:
+                events.append(event)
+        if events:
+            return events
+    return []
+
+
+def save(fig, out: Optional[Path], name: str) -> List[Path]:
+    """Write <out>/<name>.png (dpi 150) and .svg; nothing when `out` is None."""
+    if out is None:
+        return []
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / f"{name}.png", out / f"{name}.svg"]
+    fig.savefig(paths[0], dpi=150, bbox_inches="tight")
+    fig.savefig(paths[1], bbox_inches="tight", metadata={"Date": None})
+    return paths
+
+
+# -- figure scaffolding --------------------------------------------------------------------------
+def _figure(panels: int, rows: int = 1, width: float = 6.0, height: float = 4.4):
+    """A Figure on the Agg canvas (no pyplot) with a grid of axes, constrained ('tight') layout."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    cols = max(1, math.ceil(panels / rows))
+    fig = Figure(figsize=(width * cols + 2.2, height * rows), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(rows, cols, squeeze=False)
+    return fig, [ax for row in axes for ax in row]
+
+
+def _by(items: Iterable[Dict[str, Any]], *keys: str) -> Dict[Tuple, List[Dict[str, Any]]]:
+    """Items split by the values of `keys`, in sorted key order."""
+    out: Dict[Tuple, List[Dict[str, Any]]] = {}
+    for item in items:
+        out.setdefault(tuple(item.get(k) for k in keys), []).append(item)
+    return dict(sorted(out.items(), key=lambda kv: [sort_value(k, v) for k, v in zip(keys, kv[0])]))
+
+
+def _legend(fig, recipes: Iterable[str], sparsities: Iterable[str] = (), extra: Sequence = (),
+            linestyles: Optional[Dict[str, str]] = None) -> None:
+    """One legend beside the panels: a colour per recipe, a marker (or line style) per sparsity."""
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=recipe_color(r), lw=2.5, label=r) for r in recipes]
+    for s in sparsities:
+        if linestyles is not None:
+            handles.append(Line2D([], [], color="0.35", ls=linestyles[s], label=f"sparsity {s}"))
+        else:
+            handles.append(Line2D([], [], color="0.35", marker=sparsity_marker(s), ls="none", ms=7,
+                                  label=f"sparsity {s}"))
+    fig.legend(handles=[*handles, *extra], loc="outside right upper", fontsize="small", frameon=False)
+
+
+def _ordered(values: Iterable[Any], key: str) -> List[Any]:
+    return sorted({v for v in values if v is not None}, key=lambda v: sort_value(key, v))
+
+
+def _style_axes(ax, title: str, xlabel: str, ylabel: str) -> None:
+    ax.set_title(title, fontsize="medium")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, which="major", alpha=0.35)
+    ax.grid(True, which="minor", alpha=0.12)
+
+
+# -- the figures ---------------------------------------------------------------------------------
+def accuracy_vs_flops(groups: List[Dict[str, Any]], out: Optional[Path] = None):
+    """Headline metric vs training FLOPs (log x), one point per group with seed std; dashed Pareto front."""
+    from matplotlib.lines import Line2D
+
+    points = [g for g in groups if g.get("train_flops") and g.get("mean") is not None]
+    if not points:
+        raise NothingToPlot("accuracy_vs_flops: no finished run has both training FLOPs and a metric value")
+    panels = _by(points, "model", "metric")
+    fig, axes = _figure(len(panels))
+    for ax, ((model, metric), items) in zip(axes, panels.items()):
+        for g in items:
+            ax.errorbar(g["train_flops"], g["mean"], yerr=g.get("std") or 0, color=recipe_color(g.get("recipe")),
+                        marker=sparsity_marker(g.get("sparsity")), ms=8, ls="none", capsize=3, mec="white", mew=0.6)
+        front = pareto_front((g["train_flops"], g["mean"]) for g in items)
+        xs, ys = [x for x, _ in front], [y for _, y in front]
+        right = max(g["train_flops"] for g in items)
+        ax.step(xs + [right], ys + [ys[-1]], where="post", ls="--", lw=1.2, color="0.25", zorder=0)
+        ax.annotate("Pareto front", (xs[-1], ys[-1]), textcoords="offset points", xytext=(4, 6), fontsize="small",
+                    color="0.25")
+        ax.set_xscale("log")
+        _style_axes(ax, f"{model}: {metric_name(metric)} vs training FLOPs", "training FLOPs (log scale)",
+                    metric_label(metric, items[0]["headline"] == "strict"))
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    front = Line2D([], [], ls="--", color="0.25", label="Pareto front (best at ≤ FLOPs)")
+    _legend(fig, _ordered((g.get("recipe") for g in points), "recipe"),
+            _ordered((g.get("sparsity") for g in points), "sparsity"), extra=[front])
+    save(fig, out, "accuracy_vs_flops")
+    return fig
+
+
+def accuracy_vs_sparsity(groups: List[Dict[str, Any]], out: Optional[Path] = None):
+    """Headline metric vs M/N (log2 x, ticks named by pattern), a line per recipe; dense as a band.
+
+    Mixed patterns (ff=1:8,qk=1:4) have no single M/N and are left to the table.
+    """
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import NullLocator
+
+    valued = [g for g in groups if g.get("mean") is not None]
+    sparse = [g for g in valued if g.get("sparsity") != "dense" and _plain_ratio(g.get("sparsity"))]
+    if not sparse:
+        raise NothingToPlot("accuracy_vs_sparsity: needs finished runs with a single N:M pattern "
+                            "(found only dense or mixed patterns)")
+    dense = [g for g in valued if g.get("sparsity") == "dense"]
+    panels = _by(sparse, "model", "metric")
+    fig, axes = _figure(len(panels))
+    several_budgets = len({g.get("budget") for g in sparse + dense}) > 1
+    variants = _ordered(((g.get("budget") or "", g.get("variant") or "") for g in sparse), "variant")
+    styles = {v: _LINESTYLES[i % len(_LINESTYLES)] for i, v in enumerate(variants)}
+    for ax, ((model, metric), items) in zip(axes, panels.items()):
+        for (recipe, budget, variant), line in _by(items, "recipe", "budget", "variant").items():
+            line = sorted(line, key=lambda g: _plain_ratio(g["sparsity"]))
+            ax.errorbar([_plain_ratio(g["sparsity"]) for g in line], [g["mean"] for g in line],
+                        yerr=[g.get("std") or 0 for g in line], color=recipe_color(recipe), marker="o", ms=5,
+                        capsize=3, lw=1.6, ls=styles[(budget or "", variant or "")])
+        for g in dense:
+            if (g.get("model"), g.get("metric")) == (model, metric):
+                color = recipe_color(g.get("recipe"))
+                ax.axhline(g["mean"], color=color, ls=":", lw=1.5)
+                if g.get("std"):
+                    ax.axhspan(g["mean"] - g["std"], g["mean"] + g["std"], color=color, alpha=0.12, lw=0)
+                ax.annotate(f"dense{' ' + g['budget'] if several_budgets and g.get('budget') else ''}",
+                            (0.01, g["mean"]), xycoords=("axes fraction", "data"), textcoords="offset points",
+                            xytext=(2, 3), fontsize="small", color=color)
+        ratios = {}
+        for g in items:
+            ratios.setdefault(_plain_ratio(g["sparsity"]), []).append(g["sparsity"])
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(sorted(ratios))
+        ax.set_xticklabels(["/".join(sorted(set(ratios[r]))) for r in sorted(ratios)])
+        ax.xaxis.set_minor_locator(NullLocator())
+        if len(ratios) == 1:  # one tick: give the axis some width around it
+            only = next(iter(ratios))
+            ax.set_xlim(only / 1.5, only * 1.5)
+        _style_axes(ax, f"{model}: {metric_name(metric)} vs N:M sparsity",
+                    "N:M pattern (M/N on a log2 scale; sparser to the right)",
+                    metric_label(metric, items[0]["headline"] == "strict"))
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    extra = [Line2D([], [], color="0.35", ls=ls, label=" ".join(x for x in v if x)) for v, ls in styles.items()
+             if len(styles) > 1]
+    _legend(fig, _ordered((g.get("recipe") for g in sparse + dense), "recipe"), extra=extra)
+    save(fig, out, "accuracy_vs_sparsity")
+    return fig
+
+
+def _plain_ratio(sparsity: Optional[str]) -> Optional[float]:
+    """M/N of a single N:M pattern ('1:16' -> 16.0, '2:4' -> 2.0); None for dense or mixes."""
+    if not sparsity or "," in str(sparsity) or "=" in str(sparsity) or sparsity == "dense":
+        return None
+    d = density(sparsity)
+    return 1 / d if d else None
+
+
+def training_curves(rows: List[Dict[str, Any]], metric: Optional[str] = None, strict: bool = False,
+                    out: Optional[Path] = None):
+    """Eval metric (when logged more than once) and train loss vs training FLOPs, from each run's metrics.jsonl.
+
+    Each seed is a thin line; the mean over seeds of a setting is a thick one.
+    A model per row of panels; colour = recipe, line style = sparsity.
+    """
+    runs = []
+    for row in rows:
+        if row.get("status") != "finished":
+            continue
+        name = metric or row.get("eval_metric")
+        key = f"{'eval_strict' if strict else 'eval'}/{name}"
+        loss = [(e["step"], e["train_flops"], e["train/loss"]) for e in read_events(row.get("path"), "train")
+                if e.get("train/loss") is not None and e.get("train_flops") is not None]
+        evals = [(e["step"], e["train_flops"], e[key]) for e in read_events(row.get("path"), "eval")
+                 if e.get(key) is not None and e.get("train_flops") is not None]
+        if loss or len(evals) > 1:
+            runs.append({**row, "_loss": loss, "_eval": evals, "_metric": name})
+    if not runs:
+        raise NothingToPlot("training_curves: no finished run has train loss or eval events in metrics.jsonl")
+    show_eval = any(len(r["_eval"]) > 1 for r in runs)
+    models = _by(runs, "model")
+    fig, axes = _figure(len(models) * (2 if show_eval else 1), rows=len(models), height=3.8)
+    styles = {s: _LINESTYLES[i % len(_LINESTYLES)] for i, s in enumerate(_ordered((r["sparsity"] for r in runs),
+                                                                                    "sparsity"))}
+    cols = 2 if show_eval else 1
+    for i, ((model,), items) in enumerate(models.items()):
+        panels = [("_eval", axes[i * cols])] if show_eval else []
+        panels.append(("_loss", axes[i * cols + cols - 1]))
+        for field, ax in panels:
+            for setting, seeds in _by(items, "recipe", "sparsity", "budget", "variant").items():
+                color, ls = recipe_color(setting[0]), styles.get(setting[1], "-")
+                curves = [r[field] for r in seeds if r[field]]
+                for curve in curves:
+                    ax.plot([c[1] for c in curve], [c[2] for c in curve], color=color, ls=ls,
+                            lw=0.7 if len(curves) > 1 else 1.6, alpha=0.45 if len(curves) > 1 else 0.9)
+                if len(curves) > 1:
+                    _, flops, values = _mean_over_seeds(curves)
+                    ax.plot(flops, values, color=color, ls=ls, lw=2.0)
+            shown = items[0]["_metric"]
+            if field == "_eval":
+                _style_axes(ax, f"{model}: {metric_name(shown)} during training", "training FLOPs",
+                            metric_label(shown, strict))
+            else:
+                _style_axes(ax, f"{model}: training loss", "training FLOPs", "train loss")
+    _legend(fig, _ordered((r["recipe"] for r in runs), "recipe"), list(styles) if len(styles) > 1 else (),
+            linestyles=styles)
+    save(fig, out, "training_curves")
+    return fig
+
+
+def gradient_noise(rows: List[Dict[str, Any]], window: int = 5, out: Optional[Path] = None):
+    """The paper's Figure 3: (a) variance of AdamW's second moment, (b) variance of |grad|, over FF weights.
+
+    Per recipe (x sparsity, x model when several) the mean over seeds at each
+    step, smoothed by a running mean of `window` points, on a log y axis. MDGF's
+    curves fall during training; SR-STE's stay high.
+    """
+    series: Dict[Tuple, Dict[str, List[List[Tuple[int, float]]]]] = {}
+    for row in rows:
+        if row.get("status") != "finished":
+            continue
+        events = read_events(row.get("path"), "diagnostics")
+        for key, _ in NOISE_KEYS:
+            curve = [(e["step"], float(e[key])) for e in events if e.get(key) is not None]
+            if curve:
+                setting = (row.get("model"), row.get("recipe"), row.get("sparsity"))
+                series.setdefault(setting, {}).setdefault(key, []).append(curve)
+    if not series:
+        raise NothingToPlot("gradient_noise: no diagnostics (sparsity/ff/... lines in metrics.jsonl or "
+                            "diagnostics.jsonl); dense runs log none")
+    several_models = len({s[0] for s in series}) > 1
+    sparsities = _ordered((s[2] for s in series), "sparsity")
+    styles = {s: _LINESTYLES[i % len(_LINESTYLES)] for i, s in enumerate(sparsities)}
+    fig, axes = _figure(2, height=4.2)
+    order = sorted(series, key=lambda s: [sort_value(k, v) for k, v in zip(("model", "recipe", "sparsity"), s)])
+    for ax, (key, title) in zip(axes, NOISE_KEYS):
+        drawn = 0
+        for setting in order:
+            curves = series[setting].get(key)
+            if not curves:
+                continue
+            steps, _, values = _mean_over_seeds([[(s, s, v) for s, v in c] for c in curves])
+            smooth = running_mean(values, window)
+            kept = [(s, v) for s, v in zip(steps, smooth) if v > 0]
+            if not kept:
+                continue
+            model, recipe, sparsity = setting
+            label = recipe + (f" {sparsity}" if len(sparsities) > 1 else "") + (f" [{model}]" if several_models else "")
+            ax.plot([s for s, _ in kept], [v for _, v in kept], color=recipe_color(recipe), ls=styles[sparsity],
+                    lw=1.8, label=label)
+            drawn += 1
+        if drawn:
+            ax.set_yscale("log")
+            ax.legend(fontsize="small")
+        else:
+            ax.text(0.5, 0.5, "not logged", transform=ax.transAxes, ha="center", color="0.4")
+        _style_axes(ax, title, "optimizer step", f"variance (running mean of {window} points, log scale)")
+    save(fig, out, "gradient_noise")
+    return fig
+
+
+def _mean_over_seeds(curves: List[List[Tuple[int, float, float]]]) -> Tuple[List[int], List[float], List[float]]:
+    """Seeds' (step, flops, value) curves averaged step by step over the seeds that logged that step."""
+    at: Dict[int, List[Tuple[float, float]]] = {}
+    for curve in curves:
+        for step, flops, value in curve:
+            at.setdefault(step, []).append((flops, value))
+    steps = sorted(at)
+    return (steps, [sum(f for f, _ in at[s]) / len(at[s]) for s in steps],
+            [sum(v for _, v in at[s]) / len(at[s]) for s in steps])
+
+
+FIGURES = ("accuracy_vs_flops", "accuracy_vs_sparsity", "training_curves", "gradient_noise")
+
+
+def draw_all(groups: List[Dict[str, Any]], rows: List[Dict[str, Any]], out: Path, metric: Optional[str] = None,
+             strict: bool = False) -> List[str]:
+    """Every figure into `out`; one line per figure saying what was written or why it was skipped."""
+    makers = {
+        "accuracy_vs_flops": lambda: accuracy_vs_flops(groups, out),
+        "accuracy_vs_sparsity": lambda: accuracy_vs_sparsity(groups, out),
+        "training_curves": lambda: training_curves(rows, metric, strict, out),
+        "gradient_noise": lambda: gradient_noise(rows, out=out),
+    }
+    lines = []
+    for name in FIGURES:
+        try:
+            makers[name]()
+        except NothingToPlot as why:
+            lines.append(f"plot skipped: {why}")
+        else:
+            lines.append(f"plot: {Path(out) / name}.png and .svg")
+    return lines

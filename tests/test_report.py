@@ -1,0 +1,373 @@
+"""pgf-report on hand-written run dirs with known numbers: rows, seeds aggregated, failures listed, figures drawn.
+
+Every expectation is worked out by hand from the numbers written here (60, 62,
+64 -> mean 62, sample std 2), not recomputed with the code under test. The
+command runs in process through `main([...])`; two checks run the installed
+`pgf-report` to cover the entry point and its exit status.
+"""
+from __future__ import annotations
+
+import ast
+import csv
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pgfsparse.report import collect_runs, format_budget, parse_run_name, summarize, to_markdown
+from pgfsparse.report.cli import main
+from pgfsparse.report.plots import pareto_front, running_mean
+from pgfsparse.report.table import sort_value
+
+PGF_REPORT = Path(sys.executable).parent / "pgf-report"
+EPOCHS2 = {"kind": "epochs", "value": 2.0}
+
+
+# -- building runs by hand -----------------------------------------------------------------------
+def write_json(path: Path, value) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(value))
+
+
+def write_run(root: Path, model="vit", sparsity="1:16", recipe="srste", seed=0, value=60.0, strict=None,
+              flops=1e12, budget=EPOCHS2, wall=120.0, extra_eval=None, noise=None, sweep="grid", name=None,
+              old_format=False) -> Path:
+    """A finished run: summary.json, status.json and a metrics.jsonl with 4 train, 2 eval, 4 diagnostics lines."""
+    slug = "dense" if sparsity == "dense" else "n{}m{}".format(*sparsity.split(":"))
+    name = name or f"{model}-{slug}-{recipe}-s{seed}"
+    run = root / name
+    strict = value - 1 if strict is None else strict
+    metric = "token_acc" if model == "t5" else "top1"
+    evals = {f"eval/{metric}": value, f"eval_strict/{metric}": strict, **(extra_eval or {})}
+    summary = {"model": model, "sparsity": sparsity, "recipe": recipe, "seed": seed, "steps": 40,
+               "train_flops": flops, "inference_flops": flops / 1e4, "eval_metric": metric, "eval_value": value,
+               "eval_value_strict": strict, "eval": evals, "wall_seconds": wall, "run_dir": "/elsewhere/" + name}
+    if not old_format:
+        summary.update(budget=budget, version="0.1.0", git_sha="abc1234", run_name=name, sweep=sweep,
+                       status="finished")
+    write_json(run / "summary.json", summary)
+    if not old_format:
+        write_json(run / "status.json", {"status": "finished", "run_name": name, "sweep": sweep,
+                                         "overrides": [f"sparsity={sparsity}", f"recipe={recipe}", f"seed={seed}"],
+                                         "updated": "2026-01-01T10:00:00"})
+    lines = []
+    for step in (10, 20, 30, 40):
+        lines.append({"event": "train", "step": step, "train_flops": flops * step / 40,
+                      "train/loss": 3.0 - step / 20, "train/lr": 1e-3, "train/examples_per_s": 100.0})
+        if step in (20, 40):
+            lines.append({"event": "eval", "step": step, "train_flops": flops * step / 40,
+                          f"eval/{metric}": value * step / 40, f"eval_strict/{metric}": strict * step / 40})
+        if noise is not None and sparsity != "dense":
+            lines.append({"event": "diagnostics", "step": step, "train_flops": flops * step / 40,
+                          "sparsity/ff/grad_abs_var": noise / step, "sparsity/ff/exp_avg_sq_var": noise / step ** 2,
+                          "sparsity/blocks.0.mlp.fc1/density": 1 / 16})
+    (run / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return run
+
+
+def dead_pid() -> int:
+    """The pid of a process that has exited (and been reaped)."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+@pytest.fixture
+def grid(tmp_path) -> Path:
+    """A sweep: 9 finished runs, 2 failed (one known only from sweep_status.json), 2 unfinished, 1 skipped."""
+    sweep = tmp_path / "grid"
+    write_run(sweep, sparsity="dense", recipe="dense", seed=0, value=70.0, flops=3e12, wall=600)
+    write_run(sweep, sparsity="dense", recipe="dense", seed=1, value=72.0, flops=3e12, wall=660)
+    for seed, value in enumerate((60.0, 62.0, 64.0)):  # mean 62, std 2; strict 59, 61, 63
+        write_run(sweep, sparsity="1:16", recipe="srste", seed=seed, value=value, flops=1e12, noise=8.0)
+    write_run(sweep, sparsity="1:16", recipe="mdgf_exp", seed=0, value=66.0, flops=1.5e12, noise=1.0)
+    write_run(sweep, sparsity="1:16", recipe="mdgf_exp", seed=1, value=68.0, flops=1.5e12, noise=1.0)
+    write_run(sweep, sparsity="2:4", recipe="sdgf_geo", seed=0, value=69.0, flops=2e12)
+    write_run(sweep, sparsity="1:32", recipe="mdgf_exp", seed=0, value=63.0, flops=1.4e12)
+    failed = sweep / "vit-n1m32-srste-s0"
+    write_json(failed / "status.json", {
+        "status": "failed", "run_name": failed.name, "sweep": "grid", "error": "loss is NaN at step 12",
+        "error_type": "FloatingPointError", "overrides": ["sparsity=1:32", "recipe=srste", "seed=0",
+                                                          "budget.steps=50"], "updated": "2026-01-01T10:00:00"})
+    (failed / "error.log").write_text("Traceback (most recent call last):\nFloatingPointError: loss is NaN\n")
+    stale = sweep / "vit-n1m64-mdgf_exp-s0"  # status says running, but its process is gone
+    write_json(stale / "status.json", {"status": "running", "run_name": stale.name, "sweep": "grid",
+                                       "overrides": ["sparsity=1:64", "recipe=decay", "seed=0"], "step": 30,
+                                       "host": socket.gethostname(), "pid": dead_pid(),
+                                       "updated": "2026-01-01T10:00:00"})
+    killed = sweep / "vit-n1m128-sdgf_step-s2"  # killed hard: a checkpoint and metrics, nothing else
+    killed.mkdir()
+    (killed / "checkpoint.pt").write_bytes(b"x")
+    (killed / "metrics.jsonl").write_text(json.dumps({"event": "train", "step": 7, "train_flops": 1.0}) + "\n")
+    write_json(sweep / "sweep.json", {"name": "grid", "overrides": ["sparsity=dense,1:16"], "varying": []})
+    write_json(sweep / "sweep_status.json", {"sweep": "grid", "points": {
+        "vit-n1m64-srste-s1": {"status": "failed", "error": "CUDA out of memory", "error_type": "OutOfMemoryError",
+                               "overrides": ["sparsity=1:64", "recipe=srste", "seed=1"], "dir": "vit-n1m64-srste-s1",
+                               "updated": "2026-01-01T10:00:00"},
+        "job-recipe=srste-sparsity=dense": {"status": "skipped", "error": "recipe srste needs a sparse pattern",
+                                            "overrides": ["sparsity=dense", "recipe=srste"],
+                                            "dir": "job-recipe=srste-sparsity=dense"},
+    }})
+    return sweep
+
+
+def read_csv(path: Path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def by_name(rows):
+    return {r["run_name"]: r for r in rows}
+
+
+# -- pure pieces ---------------------------------------------------------------------------------
+def test_parse_run_name():
+    assert parse_run_name("vit-n1m32-mdgf_exp-s0") == {"model": "vit", "sparsity": "1:32", "recipe": "mdgf_exp",
+                                                       "seed": 0, "variant": ""}
+    assert parse_run_name("t5_small-dense-dense-s3")["sparsity"] == "dense"
+    mixed = parse_run_name("vit-ff-n1m8_qk-n1m4-sdgf_geo-s1-depth=3")
+    assert (mixed["sparsity"], mixed["recipe"], mixed["seed"], mixed["variant"]) == ("ff=1:8,qk=1:4", "sdgf_geo",
+                                                                                      1, "depth=3")
+    assert parse_run_name("vit-ff-n1m8_attn_out-n1m4-ste-s2")["sparsity"] == "ff=1:8,attn_out=1:4"
+    assert parse_run_name("swin-n2m4-srste-s11")["sparsity"] == "2:4"
+    assert parse_run_name("job-recipe=srste-sparsity=dense") is None
+    assert parse_run_name("12-00-00-000000") is None
+
+
+def test_budget_strings():
+    assert format_budget({"kind": "epochs", "value": 24.0}) == "epochs=24"
+    assert format_budget({"kind": "steps", "value": 50}) == "steps=50"
+    assert format_budget({"kind": "train_flops", "value": 1e15}) == "train_flops=1e+15"
+    assert format_budget({"kind": "epochs", "value": 0.5}) == "epochs=0.5"
+    assert format_budget(None) == ""
+
+
+def test_pareto_front_on_hand_worked_points():
+    points = [(4, 70.0), (1, 50.0), (2, 60.0), (2, 58.0), (3, 55.0), (5, 70.0), (6, 71.0)]
+    # (2, 58) loses to (2, 60); (3, 55) to (2, 60); (5, 70) only ties (4, 70)
+    assert pareto_front(points) == [(1, 50.0), (2, 60.0), (4, 70.0), (6, 71.0)]
+    assert pareto_front([(1e12, 62.0)]) == [(1e12, 62.0)]
+    assert pareto_front([]) == []
+
+
+def test_running_mean_is_centred_and_keeps_length():
+    assert running_mean([1, 2, 3, 4, 5], window=3) == [1.5, 2, 3, 4, 4.5]
+    assert running_mean([4.0], window=5) == [4.0]
+
+
+def test_sparsity_sorts_by_falling_density_and_recipes_in_a_fixed_order():
+    patterns = ["1:16", "dense", "ff=1:8,qk=1:4", "2:4", "1:32", "1:8", "1:4"]
+    assert sorted(patterns, key=lambda s: sort_value("sparsity", s)) == [
+        "dense", "2:4", "1:4", "1:8", "ff=1:8,qk=1:4", "1:16", "1:32"]
+    recipes = ["zeta", "sdgf_custom", "alpha", "srste", "dense", "mdgf_exp", "ste", "sdgf_geo"]
+    assert sorted(recipes, key=lambda r: sort_value("recipe", r)) == [
+        "dense", "ste", "srste", "mdgf_exp", "sdgf_geo", "sdgf_custom", "alpha", "zeta"]
+
+
+def test_importing_the_package_does_not_import_matplotlib():
+    """No module of pgfsparse.report imports matplotlib at its top level (plots.py does it inside functions)."""
+    package = Path(__file__).resolve().parents[1] / "src" / "pgfsparse" / "report"
+    for module in sorted(package.glob("*.py")):
+        for node in ast.parse(module.read_text()).body:
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            assert not any(n.split(".")[0] == "matplotlib" for n in names), module.name
+
+
+# -- rows ----------------------------------------------------------------------------------------
+def test_rows_one_per_run_with_status_and_error(grid):
+    rows = by_name(collect_runs([str(grid)]))
+    counted = {n: r for n, r in rows.items() if r["status"] != "skipped"}
+    assert len(counted) == 13 and sum(r["status"] == "skipped" for r in rows.values()) == 1
+    assert sum(r["status"] == "finished" for r in counted.values()) == 9
+    failed = rows["vit-n1m32-srste-s0"]
+    assert failed["status"] == "failed" and failed["error"] == "FloatingPointError: loss is NaN at step 12"
+    assert (failed["model"], failed["sparsity"], failed["recipe"], failed["seed"]) == ("vit", "1:32", "srste", 0)
+    assert failed["budget"] == "steps=50"
+    only_in_sweep_status = rows["vit-n1m64-srste-s1"]
+    assert only_in_sweep_status["status"] == "failed" and "CUDA out of memory" in only_in_sweep_status["error"]
+    assert (only_in_sweep_status["sparsity"], only_in_sweep_status["seed"]) == ("1:64", 1)
+    stale = rows["vit-n1m64-mdgf_exp-s0"]
+    assert stale["status"] == "unfinished" and "step 30" in stale["error"]
+    assert stale["recipe"] == "mdgf_exp"  # 'recipe=decay' in the overrides, canonical in the row
+    killed = rows["vit-n1m128-sdgf_step-s2"]
+    assert (killed["status"], killed["sparsity"], killed["seed"]) == ("unfinished", "1:128", 2)
+    assert "step 7" in killed["error"]
+    finished = rows["vit-n1m16-srste-s1"]
+    assert (finished["budget"], finished["version"], finished["git_sha"], finished["sweep"]) == (
+        "epochs=2", "0.1.0", "abc1234", "grid")
+    assert finished["run_dir"] == str(grid / "vit-n1m16-srste-s1")  # where it is now, not where it was written
+
+
+def test_a_live_running_process_is_running_not_unfinished(tmp_path):
+    run = tmp_path / "vit-n1m16-srste-s0"
+    write_json(run / "status.json", {"status": "running", "run_name": run.name, "host": socket.gethostname(),
+                                     "pid": os.getpid(), "overrides": []})
+    (row,) = collect_runs([str(run)])
+    assert row["status"] == "running"
+
+
+def test_sweep_status_newer_than_the_run_dirs_status_wins(tmp_path):
+    run = tmp_path / "s" / "vit-n1m16-srste-s0"
+    write_json(run / "status.json", {"status": "running", "run_name": run.name, "host": "elsewhere", "pid": 1,
+                                     "updated": "2026-01-01T10:00:00"})
+    write_json(tmp_path / "s" / "sweep_status.json", {"sweep": "s", "points": {run.name: {
+        "status": "failed", "error": "killed", "dir": run.name, "updated": "2026-01-01T11:00:00"}}})
+    (row,) = collect_runs([str(tmp_path / "s")])
+    assert (row["status"], row["error"]) == ("failed", "killed")
+
+
+def test_older_summaries_without_the_new_keys(tmp_path):
+    write_run(tmp_path / "results", name="12-00-00", old_format=True, sparsity="1:8", recipe="ste", seed=4)
+    (row,) = collect_runs([str(tmp_path / "results")])
+    assert (row["run_name"], row["budget"], row["version"], row["status"]) == ("vit-n1m8-ste-s4", "", None,
+                                                                               "finished")
+
+
+def test_paths_given_twice_globs_and_subfolders_are_deduplicated(grid):
+    once = collect_runs([str(grid)])
+    twice = collect_runs([str(grid), str(grid) + "/", str(grid / "vit-n1m16-srste-s0"), str(grid.parent)])
+    assert len(twice) == len(once)
+    globbed = collect_runs([str(grid / "vit-n1m16-*")])  # quoted: the shell left it to us
+    assert sorted(r["run_name"] for r in globbed) == ["vit-n1m16-mdgf_exp-s0", "vit-n1m16-mdgf_exp-s1",
+                                                       "vit-n1m16-srste-s0", "vit-n1m16-srste-s1",
+                                                       "vit-n1m16-srste-s2"]
+
+
+# -- the table -----------------------------------------------------------------------------------
+def test_groups_mean_sample_std_and_seed_count(grid):
+    groups = summarize(collect_runs([str(grid)]))
+    order = [(g["sparsity"], g["recipe"]) for g in groups]
+    assert order == [("dense", "dense"), ("2:4", "sdgf_geo"), ("1:16", "srste"), ("1:16", "mdgf_exp"),
+                     ("1:32", "mdgf_exp")]
+    srste = groups[2]
+    assert (srste["mean"], srste["std"], srste["n"]) == (62.0, 2.0, 3)
+    assert (srste["strict_mean"], srste["strict_std"], srste["strict_n"]) == (61.0, 2.0, 3)
+    assert srste["budget"] == "epochs=2" and srste["metric"] == "top1"
+    dense = groups[0]
+    assert (dense["mean"], dense["n"], dense["wall_seconds"]) == (71.0, 2, 630.0)
+    assert dense["std"] == pytest.approx(2 ** 0.5)
+    single = groups[1]
+    assert single["n"] == 1 and single["std"] is None
+    markdown = to_markdown(groups)
+    assert "| vit | 1:16 | srste | epochs=2 | top1 | 62.00 | 2.00 | 3 | 61.00 | 2.00 | 3 | 1.00e12 |" in markdown
+    assert "| 69.00 | - | 1 |" in markdown and "10.5 min" in markdown
+
+
+def test_other_swept_keys_never_average_together(tmp_path):
+    for depth, value in ((3, 60.0), (6, 70.0)):
+        write_run(tmp_path, seed=0, value=value, name=f"vit-n1m16-srste-s0-depth={depth}")
+    groups = summarize(collect_runs([str(tmp_path)]))
+    assert [(g["variant"], g["mean"], g["n"]) for g in groups] == [("depth=3", 60.0, 1), ("depth=6", 70.0, 1)]
+    assert to_markdown(groups).startswith("| model | sparsity | recipe | budget | variant | metric |")
+
+
+def test_cli_writes_runs_csv_table_and_lists_failures(grid, capsys):
+    assert main([str(grid), "--no-plots"]) == 0
+    stdout = capsys.readouterr().out
+    out = grid / "report"
+    runs = read_csv(out / "runs.csv")
+    assert list(runs[0]) == ["run_name", "model", "sparsity", "recipe", "seed", "budget", "steps", "train_flops",
+                             "inference_flops", "eval_metric", "eval_value", "eval_value_strict", "wall_seconds",
+                             "status", "error", "version", "git_sha", "sweep", "run_dir"]
+    assert len(runs) == 13  # the skipped corner is no row
+    assert {r["status"] for r in runs} == {"finished", "failed", "unfinished"}
+    table = (out / "table.md").read_text()
+    assert table.startswith("| model | sparsity | recipe | budget | metric | as trained |")
+    failed_part = table[table.index("Failed:"):table.index("Unfinished:")]
+    assert "vit-n1m32-srste-s0: FloatingPointError: loss is NaN at step 12" in failed_part
+    assert "vit-n1m64-srste-s1: OutOfMemoryError: CUDA out of memory" in failed_part
+    unfinished_part = table[table.index("Unfinished:"):]
+    assert "vit-n1m64-mdgf_exp-s0" in unfinished_part and "vit-n1m128-sdgf_step-s2" in unfinished_part
+    assert "Skipped grid corners: 1" in table
+    assert "| vit | 1:16 | srste | epochs=2 | top1 | 62.00 | 2.00 | 3 |" in stdout
+    groups = read_csv(out / "table.csv")
+    assert [(g["sparsity"], g["recipe"]) for g in groups][2] == ("1:16", "srste")
+    assert float(groups[2]["as_trained_mean"]) == 62.0 and groups[1]["as_trained_std"] == ""
+    # the report folder sits inside the searched folder: a second run must not read it as runs
+    (out / "stray").mkdir()
+    (out / "stray" / "summary.json").write_text((grid / "vit-n1m16-srste-s0" / "summary.json").read_text())
+    assert main([str(grid), "--no-plots"]) == 0
+    assert len(read_csv(out / "runs.csv")) == 13
+
+
+def test_strict_makes_strict_the_headline(grid, tmp_path, capsys):
+    assert main([str(grid), "--strict", "--no-plots", "--out", str(tmp_path / "r")]) == 0
+    table = (tmp_path / "r" / "table.md").read_text()
+    assert table.startswith("| model | sparsity | recipe | budget | metric | strict N:M | ± std | n | as trained |")
+    assert "| vit | 1:16 | srste | epochs=2 | top1 | 61.00 | 2.00 | 3 | 62.00 |" in table
+    assert list(read_csv(tmp_path / "r" / "table.csv")[0])[6] == "strict_mean"
+
+
+def test_group_by_other_keys(grid, tmp_path, capsys):
+    assert main([str(grid), "--group-by", "model,recipe", "--no-plots", "--out", str(tmp_path / "r")]) == 0
+    groups = {g["recipe"]: g for g in read_csv(tmp_path / "r" / "table.csv")}
+    assert list(groups) == ["dense", "srste", "mdgf_exp", "sdgf_geo"]
+    # mdgf_exp at 1:16 (66, 68) and 1:32 (63): one group of 3
+    assert float(groups["mdgf_exp"]["as_trained_mean"]) == pytest.approx((66 + 68 + 63) / 3)
+    assert groups["mdgf_exp"]["as_trained_n"] == "3"
+    assert main([str(grid), "--group-by", "model,colour", "--no-plots", "--out", str(tmp_path / "r")]) == 2
+    assert "cannot group by colour" in capsys.readouterr().err
+
+
+def test_metric_picks_another_final_eval_metric(tmp_path, capsys):
+    for seed, (acc, bleu) in enumerate(((50.0, 20.0), (52.0, 24.0))):
+        write_run(tmp_path / "t5", model="t5", sparsity="1:8", recipe="mdgf_exp", seed=seed, value=acc,
+                  extra_eval={"eval/bleu": bleu, "eval_strict/bleu": bleu - 2},
+                  budget={"kind": "train_flops", "value": 1e15})
+    assert main([str(tmp_path / "t5"), "--metric", "bleu", "--no-plots"]) == 0
+    (group,) = read_csv(tmp_path / "t5" / "report" / "table.csv")
+    assert (group["metric"], float(group["as_trained_mean"]), float(group["strict_mean"])) == ("bleu", 22.0, 20.0)
+    assert group["budget"] == "train_flops=1e+15"
+    assert main([str(tmp_path / "t5"), "--metric", "rouge", "--no-plots"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("pgf-report: error: no finished run has eval/rouge: choose one of") and "bleu" in err
+
+
+def test_plots_are_written_as_png_and_svg(grid, tmp_path, capsys):
+    out = tmp_path / "r"
+    assert main([str(grid), "--out", str(out)]) == 0
+    for name in ("accuracy_vs_flops", "accuracy_vs_sparsity", "training_curves", "gradient_noise"):
+        png, svg = out / f"{name}.png", out / f"{name}.svg"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000, name
+        assert "<svg" in svg.read_text()[:2000], name
+    assert "plot skipped" not in capsys.readouterr().out
+
+
+def test_degenerate_input_skips_figures_in_one_line(tmp_path, capsys):
+    write_json(tmp_path / "only" / "vit-n1m16-srste-s0" / "status.json",
+               {"status": "failed", "error": "boom", "run_name": "vit-n1m16-srste-s0"})
+    assert main([str(tmp_path / "only")]) == 0
+    stdout = capsys.readouterr().out
+    assert "_No finished runs._" in stdout and "vit-n1m16-srste-s0: boom" in stdout
+    assert stdout.count("plot skipped:") == 4
+    write_run(tmp_path / "one", sparsity="dense", recipe="dense")  # one dense run: no diagnostics, no N:M
+    assert main([str(tmp_path / "one")]) == 0
+    stdout = capsys.readouterr().out
+    assert (tmp_path / "one" / "report" / "accuracy_vs_flops.png").exists()
+    assert "plot skipped: accuracy_vs_sparsity" in stdout and "plot skipped: gradient_noise" in stdout
+
+
+def test_installed_command_says_no_runs_in_one_line(tmp_path):
+    if not PGF_REPORT.exists():
+        pytest.skip("pgf-report is not installed next to this Python (pip install -e .)")
+    (tmp_path / "empty").mkdir()
+    done = subprocess.run([str(PGF_REPORT), str(tmp_path / "empty")], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.count("\n") == 1
+    assert done.stderr.startswith(f"pgf-report: error: no runs under {tmp_path / 'empty'} (no summary.json or "
+                                  f"status.json found): pass a run dir")
+
+
+def test_usage_mistakes_and_missing_paths_are_one_line_errors(tmp_path, capsys):
+    assert main([str(tmp_path), "--strict", "--as-trained"]) == 2
+    assert main([str(tmp_path / "nope")]) == 2
+    assert main([str(tmp_path / "nope*")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 3 and all(line.startswith("pgf-report: error: ") for line in err)
+    assert "not allowed with argument" in err[0] and "no such file or directory" in err[1]
+    assert err[2].startswith("pgf-report: error: no match for")

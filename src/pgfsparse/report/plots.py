@@ -166,6 +166,19 @@ def _style_axes(ax, title: str, xlabel: str, ylabel: str) -> None:
     ax.grid(True, which="minor", alpha=0.12)
 
 
+def _log_flops_axis(ax, flops: List[float]) -> None:
+    """A log x axis labelled like 1.4e13: within one decade, about five evenly spaced labels
+    (matplotlib would label every minor tick there, and they overlap)."""
+    from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
+
+    ax.set_xscale("log")
+    if max(flops) < 10 * min(flops):
+        ax.xaxis.set_major_locator(MaxNLocator(5))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.margins(x=0.08)
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:.2g}"))
+
+
 # -- the figures ---------------------------------------------------------------------------------
 def accuracy_vs_flops(groups: List[Dict[str, Any]], out: Optional[Path] = None):
     """Headline metric vs training FLOPs (log x), one point per group with seed std; dashed Pareto front."""
@@ -186,7 +199,7 @@ def accuracy_vs_flops(groups: List[Dict[str, Any]], out: Optional[Path] = None):
         ax.step(xs + [right], ys + [ys[-1]], where="post", ls="--", lw=1.2, color="0.25", zorder=0)
         ax.annotate("Pareto front", (xs[-1], ys[-1]), textcoords="offset points", xytext=(4, 6), fontsize="small",
                     color="0.25")
-        ax.set_xscale("log")
+        _log_flops_axis(ax, [g["train_flops"] for g in items])
         _style_axes(ax, f"{model}: {metric_name(metric)} vs training FLOPs", "training FLOPs (log scale)",
                     metric_label(metric, items[0]["headline"] == "strict"))
     for ax in axes[len(panels):]:

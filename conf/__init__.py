@@ -7,8 +7,10 @@ also registers the resolvers that name sweep and run folders.
 """
 from hydra.core.config_store import ConfigStore
 
-from pgfsparse.config import TrainConfig
+from pgfsparse.config import TrainConfig, recipe_config_nodes
 from pgfsparse.sweep import register_resolvers
 
 ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+for option, node in recipe_config_nodes().items():  # recipe=<name>: built from the recipe classes, not YAML
+    ConfigStore.instance().store(group="recipe", name=option, node=node)
 register_resolvers()  # ${pgf_run_name:}: train.yaml's hydra.sweep.subdir

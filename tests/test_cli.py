@@ -240,6 +240,17 @@ def test_corrupt_checkpoint_fails_before_anything_is_written(tmp_path):
     assert (tmp_path / "metrics.jsonl").read_text() == '{"event": "train", "step": 2}\n'
 
 
+def test_a_run_that_fails_while_building_still_releases_the_process_group(tmp_path, monkeypatch):
+    from pgfsparse import distributed
+    from pgfsparse.data import DataError
+
+    stopped = []
+    monkeypatch.setattr(distributed, "stop", stopped.append)
+    with pytest.raises(DataError):
+        train(tmp_path, "data=imagefolder", f"data.path={tmp_path / 'no-images'}", "budget.steps=2", *TINY_VIT)
+    assert len(stopped) == 1
+
+
 def test_a_built_wheel_ships_the_configs(tmp_path):
     import zipfile
 

@@ -5,6 +5,7 @@ combinations that cannot work are named exactly, with their one-line errors.
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from pathlib import Path
 
@@ -19,6 +20,8 @@ from hydra.errors import ConfigCompositionException  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
 import pgfsparse  # noqa: E402
+from hydra.core.config_store import ConfigStore  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
 from pgfsparse.models import build_t5, build_vision_model  # noqa: E402
 from pgfsparse.validation import ConfigError, Contradiction, check, to_train_config  # noqa: E402
 
@@ -27,7 +30,7 @@ MODELS = ["vit", "vit_b16", "swin", "t5", "t5_small", "t5_base"]
 TEXT_MODELS = {"t5", "t5_small", "t5_base"}
 SPARSITIES = ["dense", "2:4", "1:4", "1:8", "1:16", "1:32", "1:64", "1:128"]
 RECIPES = ["auto", "dense", "ste", "srste", "mdgf_linear", "mdgf_exp", "decay", "mdgf_step",
-           "sdgf_step", "sdgf_geo", "sdgf_custom"]
+           "sdgf_step", "sdgf_geo", "sdgf_custom", "sdgf_cubic"]
 CIFAR = dict(image_size=32, channels=3, num_classes=10)
 
 
@@ -44,11 +47,32 @@ def compose_cfg(*overrides):
 def test_option_files_match_the_documented_grid():
     names = lambda group: sorted(p.stem for p in (CONF / group).glob("*.yaml"))  # noqa: E731
     assert names("sparsity") == sorted(SPARSITIES)
-    assert set(RECIPES) <= set(names("recipe"))
-    assert set(names("recipe")) == set(pgfsparse.RECIPES) | {"auto", "decay"}
+    compose_cfg()  # loading the config package registers the recipe options
+    recipe_options = {name.removesuffix(".yaml") for name in ConfigStore.instance().list("recipe")}
+    assert names("recipe") == []  # built from the recipe classes, not YAML (conf/recipe/README.md)
+    assert set(RECIPES) <= recipe_options
+    assert recipe_options == set(pgfsparse.RECIPES) | {"auto", "decay", "custom"}
     assert set(MODELS) | {"timm"} == set(names("model"))
     assert {"cifar10", "imagenet", "imagefolder", "digits", "multi30k", "wmt16", "c4", "text", "glue"} == set(
         names("data"))
+
+
+@pytest.mark.parametrize("option", RECIPES)
+def test_a_composed_recipe_holds_its_class_knobs_and_defaults(option):
+    """recipe=<option> in Hydra == the recipe class's own fields and defaults (one place for a default)."""
+    from pgfsparse.sparsity.recipes import recipe_class
+
+    name = {"auto": "mdgf_exp"}.get(option, option)
+    composed = OmegaConf.to_container(compose_cfg(f"recipe={option}").recipe)
+    assert composed.pop("name") == option
+    defaults = {f.name: f.default for f in dataclasses.fields(recipe_class(name))}
+    assert composed == defaults
+
+
+def test_a_recipe_knob_is_typed_at_composition():
+    assert compose_cfg("recipe=srste", "recipe.srste_lambda=1e-3").recipe.srste_lambda == 1e-3
+    with pytest.raises(Exception, match="srste_lambda"):
+        compose_cfg("recipe=srste", "recipe.srste_lambda=abc")
 
 
 @pytest.fixture(scope="module")

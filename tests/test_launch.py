@@ -201,7 +201,7 @@ def torchrun_split(argv, stub_bin: Path):
     return argv[1:at], argv[at + 1:]
 
 
-def test_torchrun_vit_b16_single_and_multi_node(stubs, tmp_path):
+def test_torchrun_vit_b16_single_and_multi_node(stubs):
     run_dir, *args = script_args("launch/torchrun_vit_b16.sh")
     done, argv = stubs("launch/torchrun_vit_b16.sh", run_dir, *args)
     assert done.returncode == 0, done.stderr

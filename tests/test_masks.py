@@ -138,7 +138,7 @@ def test_tie_rule_n1_argmax_path(row, expected):
         ([-1.0, 2.0, 1.0, -2.0], [F, T, F, T]),  # no tie at the cut: both 2s
     ],
 )
-def test_tie_rule_n2_m4_pairwise_path(row, expected):
+def test_tie_rule_n2_m4(row, expected):
     for dtype in ALL_DTYPES:
         assert torch.equal(nm_mask(torch.tensor([row], dtype=dtype), 2, 4), mask_of([expected])), dtype
 
@@ -161,7 +161,7 @@ def _positions(m, kept):
         ([0.5] * 13 + [4, 4, 4], {13, 14, 15}),
     ],
 )
-def test_tie_rule_n3_m16_kthvalue_path(row, kept):
+def test_tie_rule_n3_m16(row, kept):
     for dtype in ALL_DTYPES:
         w = torch.tensor([row], dtype=dtype)
         assert torch.equal(nm_mask(w, 3, 16), mask_of([_positions(16, kept)])), dtype

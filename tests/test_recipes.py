@@ -4,9 +4,11 @@ from __future__ import annotations
 import pytest
 
 from pgfsparse.sparsity import NM, RECIPES, Recipe, canonical_recipe_name, make_recipe, parse_pattern
+from pgfsparse.sparsity.recipes import recipe_class
 from pgfsparse.sparsity.pattern import is_dense
 
-ALL_NAMES = ["dense", "ste", "srste", "mdgf_linear", "mdgf_exp", "mdgf_step", "sdgf_step", "sdgf_geo", "sdgf_custom"]
+ALL_NAMES = ["dense", "ste", "srste", "mdgf_linear", "mdgf_exp", "mdgf_step", "sdgf_step", "sdgf_geo", "sdgf_custom",
+             "sdgf_cubic"]
 CUSTOM_LADDER = "15:16,8:16,4:16,2:16,1:16"
 
 
@@ -35,7 +37,7 @@ def test_every_recipe_builds(name):
     assert recipe.name == name
     assert recipe.is_sparse == (name != "dense")
     assert recipe.decays == (name in ("mdgf_linear", "mdgf_exp", "mdgf_step"))
-    assert Recipe(name=name, **options) == recipe
+    assert recipe_class(name)(**options) == recipe
 
 
 def test_custom_ladder_is_stored_as_a_tuple_of_patterns():
@@ -60,9 +62,9 @@ def test_names_are_case_and_space_insensitive():
 def test_paper_defaults():
     r = make_recipe()
     assert r.name == "mdgf_exp"  # the paper's pick
-    assert r.srste_lambda == 2e-4  # both public codes
-    assert r.geo_k == 8  # 4 rungs in the public code
-    assert r.max_updates == 16  # Kao et al. force D = 0 from the 16th update
+    assert make_recipe("srste").srste_lambda == 2e-4  # both public codes
+    assert make_recipe("sdgf_geo").geo_k == 8  # 4 rungs in the public code
+    assert make_recipe("mdgf_step").max_updates == 16  # Kao et al. force D = 0 from the 16th update
     assert 0.0125 <= r.dense_fraction <= 0.10  # the paper's ablation range
     assert 0.10 <= r.finetune_fraction <= 0.20
 
@@ -108,9 +110,10 @@ def test_decay_end_fraction_must_exceed_dense_fraction(name, dense, end):
     assert f"decay_end_fraction={end}" in message
 
 
-def test_decay_end_fraction_is_irrelevant_with_beta_or_without_decay():
+def test_decay_end_fraction_is_irrelevant_with_beta_and_unknown_without_decay():
     assert make_recipe("mdgf_exp", dense_fraction=0.1, decay_end_fraction=0.1, beta=1e-4).beta == 1e-4
-    assert make_recipe("ste", dense_fraction=0.1, decay_end_fraction=0.1).name == "ste"
+    one_line_error(lambda: make_recipe("ste", dense_fraction=0.1, decay_end_fraction=0.1),
+                   "recipe ste has no knob(s) decay_end_fraction")
 
 
 @pytest.mark.parametrize("k", [0, 3, 6, 12, -4])
@@ -125,7 +128,7 @@ def test_geo_k_powers_of_two_accepted(k):
 
 @pytest.mark.parametrize("name", ["sdgf_step", "sdgf_geo", "mdgf_exp", "ste"])
 def test_ladder_only_for_custom(name):
-    one_line_error(lambda: make_recipe(name, ladder="3:4,2:4"), "only used by recipe sdgf_custom")
+    one_line_error(lambda: make_recipe(name, ladder="3:4,2:4"), f"recipe {name} has no knob(s) ladder")
 
 
 def test_custom_needs_a_ladder():
@@ -134,28 +137,28 @@ def test_custom_needs_a_ladder():
 
 @pytest.mark.parametrize("recipe", ["ste", "mdgf_exp", "sdgf_custom"])
 def test_unknown_options(recipe):
-    message = one_line_error(lambda: make_recipe(recipe, lamda=2e-4), "unknown recipe option(s) lamda")
-    assert "srste_lambda" in message  # lists the known ones
+    message = one_line_error(lambda: make_recipe(recipe, lamda=2e-4), "has no knob(s) lamda")
+    assert "its knobs are dense_fraction, finetune_fraction, mask_interval" in message  # lists the known ones
     one_line_error(lambda: make_recipe(make_recipe("ste"), bogus=1, other=2), "bogus, other")
 
 
 @pytest.mark.parametrize(
-    "options, phrase",
+    "name, options, phrase",
     [
-        ({"mask_interval": 0}, "mask_interval=0"),
-        ({"srste_lambda": -1.0}, "srste_lambda=-1.0"),
-        ({"beta": -0.1}, "beta=-0.1"),
-        ({"decay_epsilon": 0.0}, "decay_epsilon=0.0"),
-        ({"decay_epsilon": 1.0}, "decay_epsilon=1.0"),
-        ({"step_weight": 0.0}, "step_weight=0.0"),
-        ({"step_weight": 1.5}, "step_weight=1.5"),
-        ({"step_interval": 0}, "step_interval=0"),
-        ({"max_updates": 0}, "max_updates=0"),
+        ("mdgf_step", {"mask_interval": 0}, "mask_interval=0"),
+        ("srste", {"srste_lambda": -1.0}, "srste_lambda=-1.0"),
+        ("mdgf_exp", {"beta": -0.1}, "beta=-0.1"),
+        ("mdgf_linear", {"decay_epsilon": 0.0}, "decay_epsilon=0.0"),
+        ("mdgf_exp", {"decay_epsilon": 1.0}, "decay_epsilon=1.0"),
+        ("mdgf_step", {"step_weight": 0.0}, "step_weight=0.0"),
+        ("mdgf_step", {"step_weight": 1.5}, "step_weight=1.5"),
+        ("mdgf_step", {"step_interval": 0}, "step_interval=0"),
+        ("mdgf_step", {"max_updates": 0}, "max_updates=0"),
     ],
 )
-def test_other_bad_options(options, phrase):
-    message = one_line_error(lambda: make_recipe("mdgf_step", **options), phrase)
-    assert message.startswith("recipe mdgf_step:")
+def test_other_bad_options(name, options, phrase):
+    message = one_line_error(lambda: make_recipe(name, **options), phrase)
+    assert message.startswith(f"recipe {name}:")
 
 
 # ---------------------------------------------------------------------------

@@ -295,7 +295,7 @@ def test_cli_writes_runs_csv_table_and_lists_failures(grid, capsys):
     assert len(read_csv(out / "runs.csv")) == 13
 
 
-def test_strict_makes_strict_the_headline(grid, tmp_path, capsys):
+def test_strict_makes_strict_the_headline(grid, tmp_path):
     assert main([str(grid), "--strict", "--no-plots", "--out", str(tmp_path / "r")]) == 0
     table = (tmp_path / "r" / "table.md").read_text()
     assert table.startswith("| model | sparsity | recipe | budget | metric | strict N:M | ± std | n | as trained |")

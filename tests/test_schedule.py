@@ -11,7 +11,7 @@ import random
 import pytest
 
 from pgfsparse.sparsity import NM, Schedule, geometric_ladder, make_recipe, stepwise_ladder
-from pgfsparse.sparsity.schedule import fit_rung
+from pgfsparse.sparsity.recipes import fit_rung
 
 
 def sched(name, total, **options):
@@ -99,7 +99,7 @@ def test_dense_recipe_is_dense_throughout():
         assert s.phase(step) == "dense"
         assert s.decay(step) == 1.0
         state = s.state(step, NM(1, 8))
-        assert state.pattern is None and state.rung == -1 and not state.refresh
+        assert state.pattern is None and state.rung == -1 and not s.refreshes(step, NM(1, 8))
 
 
 def test_total_steps_must_be_positive():
@@ -381,13 +381,13 @@ def test_custom_ladder_must_end_on_the_target():
 # mask refresh
 # ---------------------------------------------------------------------------
 def _refresh_steps(s, total, target, ladder=None):
-    return [step for step in range(total) if s.state(step, target, ladder).refresh]
+    return [step for step in range(total) if s.refreshes(step, target, ladder)]
 
 
 def test_mask_interval_1_refreshes_every_non_dense_step():
     s = sched("ste", 20)  # dense step 0
     assert _refresh_steps(s, 20, NM(2, 4)) == list(range(1, 20))
-    assert s.state(0, NM(2, 4)).refresh is False
+    assert s.refreshes(0, NM(2, 4)) is False
 
 
 def test_first_step_refreshes_without_a_dense_phase():
@@ -398,7 +398,7 @@ def test_first_step_refreshes_without_a_dense_phase():
 def test_mask_interval_3_refreshes_every_third_step():
     s = sched("ste", 20, mask_interval=3)  # j = step - 1
     assert _refresh_steps(s, 20, NM(2, 4)) == [1, 4, 7, 10, 13, 16, 19]
-    assert [s.state(step, NM(2, 4)).mask_epoch for step in (1, 3, 4, 19)] == [0, 0, 1, 6]
+    assert [s.state(step, NM(2, 4)).refresh_index for step in (1, 3, 4, 19)] == [0, 0, 1, 6]
 
 
 def test_mask_interval_3_also_refreshes_at_rung_changes():
@@ -442,3 +442,44 @@ def test_schedule_is_pure_out_of_order_queries_agree(name, options):
     assert [shuffled[step] for step in range(total)] == forward
     assert [backward[step] for step in range(total)] == forward
     assert [s.decay(step) for step in order] == [forward[step].decay for step in order]
+
+
+# ---------------------------------------------------------------------------
+# sdgf_cubic: N_j = min(M - 1, ceil(N + (M - N)(1 - j/S)^3)), worked by hand
+# ---------------------------------------------------------------------------
+def _cubic_n(s, step, target):
+    ladder = s.ladder(target)
+    return ladder[s.rung(step, len(ladder))].n
+
+
+def test_cubic_ladder_holds_every_n_from_m_minus_1_to_the_target():
+    s = sched("sdgf_cubic", 100)
+    assert s.ladder(NM(1, 8)) == nms("7:8,6:8,5:8,4:8,3:8,2:8,1:8")
+    assert s.ladder(NM(2, 4)) == nms("3:4,2:4")
+    assert s.ladder(NM(3, 4)) == nms("3:4")
+
+
+@pytest.mark.parametrize("j, n", [
+    (0, 7),    # 1 + ceil(7 * 1)       = 8 -> capped at M - 1
+    (10, 6),   # 1 + ceil(7 * 0.875^3) = 1 + ceil(4.689) = 6
+    (20, 4),   # 1 + ceil(7 * 0.75^3)  = 1 + ceil(2.953) = 4
+    (40, 2),   # 1 + ceil(7 * 0.5^3)   = 1 + ceil(0.875) = 2
+    (79, 2),   # 1 + ceil(7 * (1/80)^3) = 2: the target only in the fine-tune
+])
+def test_cubic_rungs_at_1_8(j, n):
+    s = sched("sdgf_cubic", 100)  # dense steps 5, sparse steps S = 80, fine-tune from 85
+    assert _cubic_n(s, 5 + j, NM(1, 8)) == n
+
+
+def test_cubic_rungs_at_1_4_change_where_the_cube_crosses_one_third():
+    s = sched("sdgf_cubic", 100)
+    # 1 + ceil(3 x^3) <= 2 once x = 1 - j/80 <= 3^(-1/3) = 0.6934, i.e. from j = 25 (x = 0.6875)
+    assert [_cubic_n(s, step, NM(1, 4)) for step in range(5, 100)] == [3] * 25 + [2] * 55 + [1] * 15
+    assert s.decay(50) == 0.0 and s.phase(4) == "dense"
+
+
+def test_cubic_an_exact_integer_boundary_is_not_missed_by_rounding():
+    # 1:28 over S = 3 sparse steps, j = 2: 27 * (1/3)^3 = 1 exactly, so N = 1 + 1 = 2. In floats
+    # (1 - 2/3)^3 * 27 = 1.0000000000000004, whose ceil would give N = 3.
+    s = sched("sdgf_cubic", 3, dense_fraction=0.0, finetune_fraction=0.0)
+    assert [_cubic_n(s, step, NM(1, 28)) for step in range(3)] == [27, 1 + 8, 2]  # j=1: 27 * (2/3)^3 = 8

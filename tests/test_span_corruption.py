@@ -100,7 +100,7 @@ def test_hand_worked_example():
     assert inputs.tolist() == [10, 11, 999, 14, 15, 16, 998, 18, 997, EOS]
     assert targets.tolist() == [999, 12, 13, 998, 17, 997, 19, EOS]
     assert inputs.dtype == targets.dtype == torch.long
-    assert reconstruct(inputs, targets, SENTINELS, EOS).tolist() == tokens.tolist()
+    assert reconstruct(inputs, targets, SENTINELS).tolist() == tokens.tolist()
 
 
 def test_too_few_sentinels():
@@ -124,7 +124,7 @@ def test_corruption_round_trip(length, density, mean, seed):
     assert [t for t in targets.tolist() if t in SENTINELS] == used
     assert (len(inputs), len(targets)) == lengths_after_corruption(length, density, mean)
     assert inputs[-1] == targets[-1] == EOS
-    assert reconstruct(inputs, targets, SENTINELS, EOS).tolist() == tokens.tolist()
+    assert reconstruct(inputs, targets, SENTINELS).tolist() == tokens.tolist()
 
 
 def test_raw_length_for():
@@ -159,7 +159,7 @@ def test_dataset_on_local_text(documents):
     for chunk, (inputs, targets) in zip(chunks, items):
         assert (len(inputs), len(targets)) == lengths_after_corruption(raw)
         assert len(inputs) <= 32
-        assert reconstruct(inputs, targets, SENTINELS, EOS).tolist() == chunk.tolist()
+        assert reconstruct(inputs, targets, SENTINELS).tolist() == chunk.tolist()
     # Same global RNG state -> same items; another draw -> a fresh mask.
     torch.manual_seed(0)
     again = [dataset[i] for i in range(len(dataset))]

@@ -118,7 +118,7 @@ def test_resume_equals_the_uninterrupted_run(recipe, options, split, tmp_path):
     assert log[split:] == full_log[split:]
 
 
-def test_resume_needs_the_sparsifier_state_when_masks_are_stale(tmp_path):
+def test_resume_needs_the_sparsifier_state_when_masks_are_stale():
     """Control for the test above: with mask_interval=3, resuming mid-interval without the
     sparsifier's state recomputes the mask from the current weights and the run diverges."""
     recipe, options, split = "ste", {"mask_interval": 3}, 6  # step 6 is j = 4, inside mask epoch j = 3..5

@@ -7,12 +7,14 @@ and renamed, so a crash mid-write leaves the previous checkpoint intact.
 """
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 from typing import Any, Dict
 
 import torch
+
+from .files import atomic_path
+from .messages import first_line
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -47,11 +49,9 @@ def set_rng_state(state: Dict[str, Any]) -> None:
 
 
 def save(path: Path, payload: Dict[str, Any]) -> None:
-    """torch.save to a temporary file in the same folder, then an atomic rename."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    """torch.save, atomically: a crash mid-write leaves the previous checkpoint."""
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
 
 
 def load(path: Path) -> Dict[str, Any]:
@@ -62,7 +62,7 @@ def load(path: Path) -> Dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # corrupt, truncated or not a torch file
-        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        reason = first_line(error)[:200]
         raise CheckpointError(
             f"checkpoint {path} cannot be read ({reason}): it is damaged; delete it to start over, "
             "or resume from a copy"

@@ -1,14 +1,14 @@
 """Typed configuration: the schema every composed Hydra config is validated against.
 
 Each dataclass is one config group (`conf/<group>/*.yaml`). Hydra composes the
-YAML; `validate()` merges it onto these dataclasses (unknown keys and wrong
-types fail there, in one line) and checks the combinations before anything is
-built or written.
+YAML; `validation.to_train_config()` merges it onto these dataclasses (unknown
+keys and wrong types fail there, in one line) and `validation.check()` checks
+the combinations before anything is built or written.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Union
 
 
 @dataclass
@@ -50,23 +50,41 @@ class SparsityConfig:
     allow_skip: bool = False  # leave layers whose shape cannot take the pattern dense (listed in the summary)
 
 
-@dataclass
-class RecipeConfig:
-    """Mirrors pgfsparse.Recipe; see the README's recipe table for every knob."""
+def recipe_config_nodes() -> Dict[str, Any]:
+    """The recipe group's options, built from the recipe classes: one place for every knob's default.
 
-    name: str = "mdgf_exp"
-    dense_fraction: float = 0.05
-    finetune_fraction: float = 0.15
-    mask_interval: Optional[int] = None
-    srste_lambda: float = 2e-4
-    beta: Optional[float] = None
-    decay_end_fraction: float = 0.7
-    decay_epsilon: float = 1e-3
-    step_weight: Optional[float] = None
-    step_interval: Optional[int] = None
-    max_updates: int = 16
-    geo_k: int = 8
-    ladder: Optional[str] = None
+    recipe=<name> for each registered recipe (plug-ins included) is a typed node
+    holding its name and knobs; `decay` and `auto` are mdgf_exp's knobs under
+    those names; `custom` takes recipe.target=path/file.py:Class (or module:Class)
+    and any +recipe.<knob>=..., which the class then checks.
+    """
+    from dataclasses import fields, make_dataclass
+    from typing import get_type_hints
+
+    from .sparsity.recipes import registered
+
+    def node(recipe_class, name: str):
+        hints = get_type_hints(recipe_class)
+        knobs = [(f.name, _hydra_type(hints[f.name]), field(default=f.default)) for f in fields(recipe_class)]
+        return make_dataclass(f"{recipe_class.__name__}Config", [("name", str, field(default=name)), *knobs])
+
+    classes = registered()
+    nodes = {name: node(cls, name) for name, cls in classes.items()}
+    nodes["decay"] = node(classes["mdgf_exp"], "decay")
+    nodes["auto"] = node(classes["mdgf_exp"], "auto")
+    nodes["custom"] = {"name": "custom", "target": "???"}
+    return nodes
+
+
+def _hydra_type(annotation) -> Any:
+    """The annotation if OmegaConf can check it (int, float, str, bool, Optional of one), else Any."""
+    simple = (int, float, str, bool)
+    if annotation in simple:
+        return annotation
+    args = [a for a in getattr(annotation, "__args__", ()) if a is not type(None)]
+    if getattr(annotation, "__origin__", None) is Union and len(args) == 1 and args[0] in simple:
+        return annotation
+    return Optional[Any]
 
 
 @dataclass
@@ -151,7 +169,7 @@ class LoggerConfig:
 class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     sparsity: SparsityConfig = field(default_factory=SparsityConfig)
-    recipe: RecipeConfig = field(default_factory=RecipeConfig)
+    recipe: Any = field(default_factory=lambda: {"name": "auto"})  # a node of recipe_config_nodes()
     budget: BudgetConfig = field(default_factory=BudgetConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)

@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence,
 import torch
 
 from .sparsity.pattern import NM
-from .sparsity.schedule import DENSE, Schedule
+from .sparsity.schedule import Schedule
 
 if TYPE_CHECKING:  # pragma: no cover
     from .sparsity.sparsifier import Sparsifier
@@ -245,10 +245,12 @@ class SegmentFlops:
 
 
 def segment_density(schedule: Schedule, step: int, ladder: Sequence[NM]) -> float:
-    """Density of a segment's W~ at `step`: 1 while dense or D > 0, else the rung's N/M."""
-    if schedule.phase(step) == DENSE or schedule.decay(step) > 0.0:
-        return 1.0
-    return ladder[schedule.rung(step, len(ladder))].density
+    """Density charged for a segment's W~ at `step`, as its recipe says (Recipe.charged_density).
+
+    constant_density_runs below relies on it changing only where the phase, the rung
+    or "D > 0" changes, which holds for every charge written in terms of those.
+    """
+    return schedule.charged_density(step, ladder)
 
 
 def _first_step_where(predicate: Callable[[int], bool], lo: int, hi: int) -> int:

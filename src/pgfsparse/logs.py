@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 from typing import Any, Dict, Optional
 
+from .files import atomic_write_text
+
 METRICS, SUMMARY = "metrics.jsonl", "summary.json"
 
 
@@ -24,7 +26,7 @@ class MetricsFile:
         if not self.path.exists():
             return
         kept = [line for line in self.path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
-        _atomic_write(self.path, "".join(line + "\n" for line in kept))
+        atomic_write_text(self.path, "".join(line + "\n" for line in kept))
 
     def write(self, event: Dict[str, Any]) -> None:
         with self.path.open("a") as f:
@@ -32,13 +34,7 @@ class MetricsFile:
 
 
 def write_summary(run_dir: Path, summary: Dict[str, Any]) -> None:
-    _atomic_write(Path(run_dir) / SUMMARY, json.dumps(summary, indent=2, sort_keys=True) + "\n")
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write_text(Path(run_dir) / SUMMARY, json.dumps(summary, indent=2, sort_keys=True) + "\n")
 
 
 class WandbRun:

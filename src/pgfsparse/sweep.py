@@ -24,6 +24,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from .files import atomic_write_text
+from .messages import first_line
 from .naming import naming_overrides, run_name, sweep_name
 
 SWEEP_FILE, SWEEP_STATUS, RUN_STATUS, ERROR_LOG, LOCK = (
@@ -50,11 +52,7 @@ def read_json(path: Path, default: Any = None) -> Any:
 
 
 def write_json(path: Path, value: Any) -> None:
-    """Write via a temporary file and a rename: readers never see half a file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(value, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(value, indent=2, sort_keys=True) + "\n")  # readers never see half a file
 
 
 @contextmanager
@@ -141,7 +139,7 @@ class Point:
                  "sweep": self.sweep_dir.name if self.sweep_dir else None, "host": socket.gethostname(),
                  "pid": os.getpid(), "updated": _now(), "exit_code": exit_code, **fields}
         if error is not None:
-            entry["error"] = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            entry["error"] = first_line(error)
             entry["error_type"] = type(error).__name__
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if traceback_text:

@@ -5,13 +5,13 @@ key and the fix; `pgf-train` prints it and exits with status 2.
 """
 from __future__ import annotations
 
-from dataclasses import MISSING, asdict, fields, is_dataclass
+from dataclasses import MISSING, fields, is_dataclass
 from typing import Dict, Tuple
 
 from .config import TrainConfig
 from .naming import describe_sparsity, slug
 from .sparsity.pattern import NM
-from .sparsity.recipes import Recipe, canonical_recipe_name, make_recipe
+from .sparsity.recipes import Recipe, load_recipe_class, make_recipe, recipe_class
 from .sparsity.targets import resolve_patterns
 
 PATTERN_KEYS = ("ff", "q", "k", "v", "qk", "qkv", "attn_out")
@@ -79,14 +79,15 @@ def resolve_recipe(cfg: TrainConfig, patterns: Dict[str, NM]) -> Recipe:
     recipe=dense with a pattern, is refused (in a sweep that job is skipped, so
     the grid never runs the dense baseline twice).
     """
-    options = {k: v for k, v in asdict(cfg.recipe).items() if k != "name"}
+    name = _recipe_setting(cfg.recipe, "name")
     try:
-        recipe = make_recipe(_settle_auto(cfg.recipe.name, patterns), **options)
+        recipe_class, options = recipe_class_and_knobs(cfg.recipe, patterns)
+        recipe = make_recipe(recipe_class, **options)
     except ValueError as error:
         raise ConfigError(f"recipe: {error}") from None
     if recipe.is_sparse and not patterns:
         raise Contradiction(
-            f"recipe={cfg.recipe.name} needs an N:M pattern but sparsity is dense: "
+            f"recipe={name} needs an N:M pattern but sparsity is dense: "
             "add e.g. sparsity=1:16, or use recipe=dense for the baseline"
         )
     if not recipe.is_sparse and patterns:
@@ -97,14 +98,33 @@ def resolve_recipe(cfg: TrainConfig, patterns: Dict[str, NM]) -> Recipe:
     return recipe
 
 
-def _settle_auto(name: str, patterns: Dict[str, NM]) -> str:
-    return ("mdgf_exp" if patterns else "dense") if name == "auto" else name
+def recipe_class_and_knobs(recipe_cfg, patterns: Dict[str, NM]):
+    """(the Recipe class, its knobs) named by the recipe node: a name, `auto`, or `custom` + target.
+
+    `auto` is mdgf_exp with a pattern and dense without one (whose knobs it then drops).
+    """
+    settings = dict(recipe_cfg)
+    name = str(settings.pop("name"))
+    if name == "custom":
+        target = settings.pop("target", None)
+        if target in (None, "", "???"):
+            raise ValueError("recipe=custom needs recipe.target=path/file.py:Class or module:Class "
+                             "(see examples/my_recipe.py)")
+        return load_recipe_class(target), settings
+    if name == "auto":
+        name = "mdgf_exp" if patterns else "dense"
+        settings = settings if patterns else {}
+    return recipe_class(name), settings
 
 
 def resolve_patterns_and_recipe(cfg) -> Tuple[Dict[str, NM], str]:
     """(patterns, canonical recipe name) of a composed config: what a run's name needs, before any check."""
     patterns = sparsity_patterns(cfg)
-    return patterns, canonical_recipe_name(_settle_auto(str(cfg.recipe.name), patterns))
+    return patterns, recipe_class_and_knobs(cfg.recipe, patterns)[0].name
+
+
+def _recipe_setting(recipe_cfg, key: str):
+    return recipe_cfg[key] if isinstance(recipe_cfg, dict) else getattr(recipe_cfg, key)
 
 
 def check_budget(cfg: TrainConfig) -> Tuple[str, float]:

@@ -18,10 +18,11 @@ from torch.utils.data import Dataset
 from .decode import decode_all, decode_pil, probe
 from .errors import DataConfigError
 from .readers import (
-    EncodedSplit, image_folder_classes, load_digits_pixels, open_hub_dataset, read_hub_split,
-    read_image_folder_split, read_parquet_split,
+    EncodedSplit, image_folder_classes, load_digits_pixels, read_hub_split, read_image_folder_split,
+    read_parquet_split,
 )
-from .sources import Source, fix_hint, locate
+from .lookup import load_hub
+from .sources import Source, locate
 from .transforms import PILTransform, TensorTransform, native_or, normalization
 
 log = logging.getLogger(__name__)
@@ -129,7 +130,7 @@ def _split_reader(source: Source, cfg):
     if source.kind == "imagefolder":
         classes = image_folder_classes(source.splits["train"][0])
         return (lambda split: read_image_folder_split(source.splits[split][0], classes)), list(source.splits)
-    hub = open_hub_dataset(source, fix_hint(cfg.name))
+    hub = load_hub(source.place)
     return (lambda split: read_hub_split(hub, split, cfg.image_column, cfg.label_column)), list(hub.keys())
 
 

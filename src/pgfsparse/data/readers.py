@@ -18,7 +18,6 @@ import torch
 
 from .columns import class_names, features_from_metadata, pick_column
 from .errors import DataConfigError, DataNotFoundError, DataUnreachableError
-from .sources import Source
 
 LARGE_SPLIT_BYTES = 4 * 2**30  # ~ImageNet-size: keep on disk (memory-mapped) instead of in RAM
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
@@ -29,10 +28,6 @@ class EncodedSplit:
     images: Sequence  # item i: encoded image bytes, or a file path (str)
     labels: torch.Tensor  # int64, shape (N,)
     class_names: Optional[List[str]]
-
-
-def one_line(text: str) -> str:
-    return " ".join(str(text).split())
 
 
 # --- Parquet ---------------------------------------------------------------------------------
@@ -91,19 +86,6 @@ def _labels(column) -> torch.Tensor:
 
 
 # --- Hugging Face hub ------------------------------------------------------------------------
-
-def open_hub_dataset(source: Source, fix: str):
-    """`datasets.load_dataset(hub_id)`; any failure (offline, unknown id, gated) becomes one line."""
-    try:
-        import datasets
-
-        return datasets.load_dataset(source.hub_id)
-    except Exception as error:  # noqa: BLE001 - offline shows up as many exception types
-        reason = one_line(f"{type(error).__name__}: {error}")[:300]
-        raise DataUnreachableError(
-            f"could not load hub dataset {source.hub_id!r} ({reason}); looked in {source.looked}; {fix}"
-        ) from error
-
 
 def read_hub_split(dataset_dict, split: str, image_column: Optional[str], label_column: Optional[str]) -> EncodedSplit:
     dataset = dataset_dict[split]

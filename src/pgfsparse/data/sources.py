@@ -1,20 +1,19 @@
 """Where an image dataset lives: an explicit folder, $PGF_DATA_DIR/<name>/, the hub, or scikit-learn.
 
-Lookup order: `data.path` (never falls back: an explicit folder that holds no
-data is an error), then `$PGF_DATA_DIR/<name>/` when that folder exists, then
-the hub id. Only file names are inspected here, so a missing dataset fails in
-one line before anything is read or decoded.
+The search is lookup.py's (as for text); here a local folder is told apart as
+Parquet splits or an image-folder tree. Only file names are inspected, so a
+missing dataset fails in one line before anything is read or decoded.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Optional, Tuple
 
 from .errors import DataConfigError, DataNotFoundError
+from .lookup import Place, find_data
 
-DATA_DIR_ENV = "PGF_DATA_DIR"
+LAYOUTS = "Parquet <split>.parquet files or train/ + val/ class folders"  # for the fix hint
 KNOWN_NAMES = ("cifar10", "imagenet", "imagefolder", "digits")
 DEFAULT_HUB_IDS = {"cifar10": "uoft-cs/cifar10", "imagenet": "ILSVRC/imagenet-1k"}
 SPLIT_FOLDER_NAMES = ("train", "validation", "val", "test")
@@ -24,9 +23,8 @@ SPLIT_FOLDER_NAMES = ("train", "validation", "val", "test")
 class Source:
     kind: str  # parquet | imagefolder | hub | digits
     where: str  # where the data was found, for the run summary and error messages
-    looked: str  # every place that was checked, for error messages
     splits: Dict[str, Tuple[Path, ...]] = field(default_factory=dict)  # parquet files / class-tree root per split
-    hub_id: Optional[str] = None
+    place: Optional[Place] = None  # the search's result (None for digits)
 
 
 def resolve_hub_id(name: str, hub_id: Optional[str]) -> Optional[str]:
@@ -36,50 +34,30 @@ def resolve_hub_id(name: str, hub_id: Optional[str]) -> Optional[str]:
     return hub_id or DEFAULT_HUB_IDS[name]
 
 
-def fix_hint(name: str) -> str:
-    return (
-        f"set {DATA_DIR_ENV}=DIR (holding {name}/) or data.path=DIR"
-        " (Parquet <split>.parquet files or train/ + val/ class folders)"
-    )
-
-
 def locate(name: str, path: Optional[str], hub_id: Optional[str]) -> Source:
     if name not in KNOWN_NAMES:
         raise DataConfigError(f"data.name={name!r} is not one of {', '.join(KNOWN_NAMES)}; set data.name to one of them")
     if name == "digits":
-        return Source("digits", "scikit-learn load_digits (bundled)", "scikit-learn")
-    fix = fix_hint(name)
-    if path:
-        return _local_source(Path(path).expanduser(), f"data.path={path}", fix)
-    looked = []
-    env_dir = os.environ.get(DATA_DIR_ENV)
-    if env_dir:
-        folder = Path(env_dir).expanduser() / name
-        if folder.is_dir():
-            return _local_source(folder, f"{DATA_DIR_ENV}/{name} ({folder})", fix)
-        looked.append(f"{folder} (absent)")
-    else:
-        looked.append(f"{DATA_DIR_ENV} (unset)")
-    hub = resolve_hub_id(name, hub_id)
-    if not hub:
-        places = ", ".join(looked)
-        raise DataNotFoundError(f"no local data for {name}: looked in {places} and {name} has no hub id; {fix}")
-    looked.append(f"hub {hub}")
-    return Source("hub", f"hub {hub}", ", ".join(looked), hub_id=hub)
+        return Source("digits", "scikit-learn load_digits (bundled)")
+    place = find_data(name, path, resolve_hub_id(name, hub_id), layouts=LAYOUTS)
+    if place.local is None:
+        return Source("hub", place.label, place=place)
+    return _local_source(place)
 
 
-def _local_source(folder: Path, label: str, fix: str) -> Source:
+def _local_source(place: Place) -> Source:
+    folder, label = place.local, place.label
     if not folder.is_dir():
-        raise DataNotFoundError(f"{label} is not a folder; {fix}")
+        raise DataNotFoundError(f"{label} is not a folder; {place.fix}")
     parquet = find_parquet_splits(folder)
     if parquet:
-        return Source("parquet", str(folder), label, parquet)
+        return Source("parquet", str(folder), parquet, place)
     tree = find_image_folder_splits(folder)
     if tree:
-        return Source("imagefolder", str(folder), label, tree)
+        return Source("imagefolder", str(folder), tree, place)
     raise DataNotFoundError(
         f"{label} holds neither Parquet splits (train.parquet, train-*.parquet, data/train-*.parquet)"
-        f" nor an image-folder tree (train/<class>/*.png + val/ or test/); {fix}"
+        f" nor an image-folder tree (train/<class>/*.png + val/ or test/); {place.fix}"
     )
 
 

@@ -90,8 +90,7 @@ def corrupt(tokens: torch.Tensor, noise_mask: torch.Tensor, sentinel_ids: Sequen
     return torch.cat([inputs, eos]), torch.cat([targets, eos])
 
 
-def reconstruct(inputs: torch.Tensor, targets: torch.Tensor, sentinel_ids: Sequence[int],
-                eos_id: int) -> torch.Tensor:
+def reconstruct(inputs: torch.Tensor, targets: torch.Tensor, sentinel_ids: Sequence[int]) -> torch.Tensor:
     """The original tokens: each sentinel in inputs replaced by what follows it in targets."""
     sentinels = {int(s) for s in sentinel_ids}
     fills, current = {}, None

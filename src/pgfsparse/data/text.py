@@ -1,7 +1,7 @@
 """Text datasets as rows of strings: local Parquet or text files, or the hub (optionally streamed).
 
-Lookup order, as for images: `data.path` (a folder, or one .parquet/.txt file),
-then `$PGF_DATA_DIR/<name>/` (GLUE: `$PGF_DATA_DIR/glue/<task>/`), then the hub id.
+Lookup order, as for images (lookup.py): `data.path` (a folder, or one .parquet/.txt
+file), then `$PGF_DATA_DIR/<name>/` (GLUE: `$PGF_DATA_DIR/glue/<task>/`), then the hub id.
 A folder holds Parquet splits (`train.parquet`, `validation-*.parquet`, the hub's
 layouts) or text files named by split (`train.txt`, one document per line).
 Local files are read with pyarrow into memory; hub splits stay memory-mapped and
@@ -10,15 +10,15 @@ least one) are held out, so a single file works.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence
 
-from .errors import DataConfigError, DataNotFoundError, DataUnreachableError
-from .readers import one_line
-from .sources import DATA_DIR_ENV, find_parquet_splits
+from .errors import DataConfigError, DataNotFoundError
+from .lookup import Place, find_data, load_hub
+from .sources import find_parquet_splits
 
+LAYOUTS = "Parquet <split>.parquet files, or <split>.txt with one text per line"  # for the fix hint
 EVAL_SPLITS = ("validation", "val", "valid", "dev", "test")
 HELD_OUT_FRACTION = 0.05
 TEXT_SUFFIXES = (".txt", ".text")
@@ -49,11 +49,6 @@ class TextSplits:
     streaming: bool = False
 
 
-def fix_hint(name: str) -> str:
-    return (f"set {DATA_DIR_ENV}=DIR (holding {name}/) or data.path=DIR (Parquet <split>.parquet files, "
-            "or <split>.txt with one text per line)")
-
-
 def load_text_splits(cfg, columns: Sequence[str], *, folder_name: Optional[str] = None,
                      eval_split: Optional[str] = None) -> TextSplits:
     """Train and eval rows holding `columns` (a missing column is a one-line error naming those present).
@@ -61,25 +56,16 @@ def load_text_splits(cfg, columns: Sequence[str], *, folder_name: Optional[str] 
     `folder_name` is the sub-folder under $PGF_DATA_DIR (default data.name);
     `eval_split` forces a split name (GLUE's mnli: validation_matched).
     """
-    folder_name = folder_name or cfg.name
-    fix = fix_hint(folder_name)
-    if cfg.path:
-        return _local(Path(cfg.path).expanduser(), f"data.path={cfg.path}", columns, cfg, eval_split, fix)
-    env_dir = os.environ.get(DATA_DIR_ENV)
-    looked = [f"{DATA_DIR_ENV} (unset)"]
-    if env_dir:
-        folder = Path(env_dir).expanduser() / folder_name
-        if folder.exists():
-            return _local(folder, f"{DATA_DIR_ENV}/{folder_name} ({folder})", columns, cfg, eval_split, fix)
-        looked = [f"{folder} (absent)"]
-    if not cfg.hub_id:
-        raise DataNotFoundError(f"no local data for {cfg.name}: looked in {', '.join(looked)}; {fix}")
-    return _hub(cfg, columns, eval_split, f"looked in {', '.join(looked)}, then hub {cfg.hub_id}", fix)
+    place = find_data(cfg.name, cfg.path, cfg.hub_id, layouts=LAYOUTS, folder=folder_name)
+    if place.local is None:
+        return _hub(cfg, columns, eval_split, place)
+    return _local(place, columns, eval_split)
 
 
 # --- local files -------------------------------------------------------------------------------
 
-def _local(path: Path, label: str, columns, cfg, eval_split, fix) -> TextSplits:
+def _local(place: Place, columns, eval_split) -> TextSplits:
+    path, label, fix = place.local, place.label, place.fix
     if path.is_file():
         splits = {"train": (path,)}
     elif path.is_dir():
@@ -89,21 +75,21 @@ def _local(path: Path, label: str, columns, cfg, eval_split, fix) -> TextSplits:
     if "train" not in splits:
         found = ", ".join(sorted(splits)) or "no Parquet or .txt files"
         raise DataNotFoundError(f"{label} has no train split ({found}); {fix}")
-    train = _read_split(splits["train"], columns, cfg)
+    train = _read_split(splits["train"], columns)
     eval_name = eval_split or next((s for s in EVAL_SPLITS if s in splits), None)
     if eval_split and eval_split not in splits:
         raise DataNotFoundError(f"{label} has no {eval_split} split (found {', '.join(sorted(splits))}); add it")
     if eval_name is None:
         train, held_out = _hold_out(train)
         return TextSplits(train, held_out, f"{path} (last {len(held_out)} train rows held out for eval)")
-    return TextSplits(train, _read_split(splits[eval_name], columns, cfg), f"{path} ({eval_name} for eval)")
+    return TextSplits(train, _read_split(splits[eval_name], columns), f"{path} ({eval_name} for eval)")
 
 
 def _text_file_splits(folder: Path) -> Dict[str, tuple]:
     return {f.stem: (f,) for f in sorted(folder.iterdir()) if f.suffix in TEXT_SUFFIXES}
 
 
-def _read_split(files: Sequence[Path], columns: Sequence[str], cfg) -> Rows:
+def _read_split(files: Sequence[Path], columns: Sequence[str]) -> Rows:
     if files[0].suffix in TEXT_SUFFIXES:
         lines = [line.strip() for f in files for line in f.read_text(encoding="utf-8").splitlines()]
         texts = [line for line in lines if line]
@@ -140,14 +126,8 @@ def _hold_out(train):
 
 # --- the hub -----------------------------------------------------------------------------------
 
-def _hub(cfg, columns, eval_split, looked: str, fix: str) -> TextSplits:
-    try:
-        import datasets
-
-        loaded = datasets.load_dataset(cfg.hub_id, cfg.hub_config, streaming=cfg.streaming)
-    except Exception as error:  # noqa: BLE001 - offline shows up as many exception types
-        reason = one_line(f"{type(error).__name__}: {error}")[:300]
-        raise DataUnreachableError(f"could not load hub dataset {cfg.hub_id!r} ({reason}); {looked}; {fix}") from error
+def _hub(cfg, columns, eval_split, place: Place) -> TextSplits:
+    loaded = load_hub(place, cfg.hub_config, streaming=cfg.streaming)
     names = list(loaded)
     eval_name = eval_split or next((s for s in EVAL_SPLITS if s in names), None)
     if "train" not in names or eval_name is None:

@@ -11,11 +11,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
+from ..files import atomic_path, atomic_write_text
+from ..messages import first_line
 from .errors import DataConfigError, DataNotFoundError
 
 log = logging.getLogger(__name__)
@@ -90,10 +90,7 @@ def _bpe(texts, vocab_size: int, folder: Path):
     log.info("tokenizer: trained a byte-level BPE (%d tokens) in %.1f s; cached as %s",
              tok.get_vocab_size(), time.perf_counter() - start, path)
     folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=folder, prefix=f".{path.name}.", suffix=".tmp", delete=False,
-                                     encoding="utf-8") as f:
-        f.write(tok.to_str())
-    os.replace(f.name, path)  # atomic: parallel jobs see the whole file or none
+    atomic_write_text(path, tok.to_str())  # parallel jobs see the whole file or none
     return _wrap(tok)
 
 
@@ -125,7 +122,7 @@ def _pretrained(name):
     try:
         tok = AutoTokenizer.from_pretrained(str(name))
     except Exception as e:  # noqa: BLE001 - every failure becomes one line naming the fix
-        first = " ".join(str(e).split())[:300]
+        first = first_line(e)[:300]
         raise DataNotFoundError(f"could not load the tokenizer {str(name)!r} ({type(e).__name__}: {first}); pass a "
                                 f"local directory with the tokenizer files, or allow internet access / fill the HF cache") from e
     if tok.pad_token_id is None or tok.eos_token_id is None:
@@ -141,15 +138,12 @@ def save_to_run_dir(tokenizer, run_dir) -> Path:
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tokenizer-"))
     try:
-        tokenizer.save_pretrained(str(tmp))
-        os.rename(tmp, target)
+        with atomic_path(target) as tmp:
+            tokenizer.save_pretrained(str(tmp))
     except OSError:
-        if not target.exists():
+        if not target.exists():  # else another rank saved it first: the same vocabulary
             raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 

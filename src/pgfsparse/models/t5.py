@@ -4,6 +4,7 @@ from __future__ import annotations
 from torch import nn
 
 from ..config import ModelConfig
+from ..messages import first_line
 from ..validation import ConfigError
 
 
@@ -36,13 +37,13 @@ def build_t5(cfg: ModelConfig, tokenizer) -> nn.Module:
             )
             model = T5ForConditionalGeneration(config)
         except (TypeError, ValueError) as error:
-            raise ConfigError(f"model.kwargs={dict(cfg.kwargs)} is not a valid T5Config: {_first_line(error)}") from None
+            raise ConfigError(f"model.kwargs={dict(cfg.kwargs)} is not a valid T5Config: {first_line(error)}") from None
     else:
         try:
             model = T5ForConditionalGeneration.from_pretrained(source)
         except (OSError, ValueError) as error:
             raise ConfigError(
-                f"model.pretrained={source!r} could not be loaded ({_first_line(error)[:200]}): give a local directory "
+                f"model.pretrained={source!r} could not be loaded ({first_line(error)[:200]}): give a local directory "
                 "saved with save_pretrained, or a hub id with internet access / a filled HF cache"
             ) from None
         if len(tokenizer) > model.config.vocab_size:
@@ -51,7 +52,3 @@ def build_t5(cfg: ModelConfig, tokenizer) -> nn.Module:
     if hasattr(model, "set_attn_implementation"):
         model.set_attn_implementation("eager")
     return model
-
-
-def _first_line(error: Exception) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]

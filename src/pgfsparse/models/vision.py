@@ -4,6 +4,7 @@ from __future__ import annotations
 from torch import nn
 
 from ..config import ModelConfig
+from ..messages import first_line
 from ..validation import ConfigError
 
 
@@ -32,8 +33,7 @@ def build_vision_model(cfg: ModelConfig, *, image_size: int, channels: int, num_
                 raise
             return timm.create_model(cfg.name, pretrained=pretrained, **kwargs)  # CNNs take any size
     except (TypeError, ValueError, AssertionError, RuntimeError) as error:
-        message = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise ConfigError(
             f"model {cfg.name} cannot be built for {image_size}x{image_size}x{channels} images "
-            f"with model.kwargs={dict(cfg.kwargs)}: {message}"
+            f"with model.kwargs={dict(cfg.kwargs)}: {first_line(error)}"
         ) from None

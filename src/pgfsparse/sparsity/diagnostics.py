@@ -16,7 +16,7 @@ Q/K/V blocks of a fused weight) plus model-wide ``"ff/..."`` entries:
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Dict, Optional
+from typing import TYPE_CHECKING, Dict, Optional, Tuple
 
 import torch
 
@@ -25,15 +25,18 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 @torch.no_grad()
-def collect(sparsifier: "Sparsifier", optimizer: Optional[torch.optim.Optimizer] = None) -> Dict[str, float]:
+def collect(sparsifier: "Sparsifier", previous_masks: Dict[str, torch.Tensor],
+            optimizer: Optional[torch.optim.Optimizer] = None) -> Tuple[Dict[str, float], Dict[str, torch.Tensor]]:
+    """(the diagnostics, the masks they saw): the caller keeps the masks for the next call's SAD."""
     out: Dict[str, float] = {}
+    masks: Dict[str, torch.Tensor] = {}
     ff_grads, ff_second_moments = [], []
     for name, param in sparsifier.layers.items():
         module = sparsifier.model.get_submodule(name)
         latent = module.parametrizations.weight.original
         grad = latent.grad
         mask = param.mask
-        previous = sparsifier._logged_masks.get(name)
+        previous = previous_masks.get(name)
         effective = module.weight
         for seg in param.segments:
             key = name if len(param.segments) == 1 else f"{name}[{seg.location}]"
@@ -47,7 +50,7 @@ def collect(sparsifier: "Sparsifier", optimizer: Optional[torch.optim.Optimizer]
                 g = grad[seg.rows]
                 out[f"{key}/grad_norm_kept"] = g[kept].norm().item()
                 out[f"{key}/grad_norm_pruned"] = g[~kept].norm().item()
-        sparsifier._logged_masks[name] = mask.clone()
+        masks[name] = mask.clone()
         if "ff" in sparsifier.locations[name]:
             if grad is not None:
                 ff_grads.append(grad.abs().flatten().float())
@@ -58,4 +61,4 @@ def collect(sparsifier: "Sparsifier", optimizer: Optional[torch.optim.Optimizer]
         out["ff/grad_abs_var"] = torch.cat(ff_grads).var().item()
     if ff_second_moments:
         out["ff/exp_avg_sq_var"] = torch.cat(ff_second_moments).var().item()
-    return out
+    return out, masks

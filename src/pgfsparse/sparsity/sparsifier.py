@@ -19,7 +19,6 @@ from __future__ import annotations
 import math
 import warnings
 from contextlib import contextmanager
-from dataclasses import fields
 from typing import Dict, Iterator, List, Optional
 
 import torch
@@ -31,7 +30,7 @@ from .masked_weight import MaskedWeight, Segment
 from .masks import group_dim_size
 from .pattern import NM, parse_pattern
 from .recipes import Recipe, make_recipe
-from .schedule import DENSE, Schedule, fit_rung
+from .schedule import DENSE, Schedule
 from .targets import find_layers, resolve_layer_map, resolve_patterns
 
 VIEWS = ("as_trained", "strict", "latent")
@@ -108,9 +107,7 @@ class Sparsifier:
                 f"layer {name!r} ({location}, weight {tuple(weight.shape)}) cannot take {target}: "
                 f"its group dimension {group_len} is not a multiple of {target.m}; {fix}"
             )
-        ladder = self.schedule.ladder(target)
-        if self.recipe.name == "sdgf_geo":
-            ladder = [fit_rung(rung, target, group_len) for rung in ladder]
+        ladder = self.recipe.fit_ladder(self.schedule.ladder(target), target, group_len)
         for rung in ladder:
             if group_len % rung.m:
                 raise ValueError(
@@ -138,24 +135,15 @@ class Sparsifier:
             param.refresh_masks(weight, stale)
             for seg, st in zip(param.segments, states):
                 seg.version = st.mask_version
-            param.set_decay(states[0].decay, self._srste_lambda, mask_changed=any(p is not None for p in stale))
+            param.set_decay(states[0].decay, self.recipe.extra_gradient(self.schedule.sparse_step(step), self.schedule),
+                            mask_changed=any(p is not None for p in stale))
         self.current_step = step
-
-    @property
-    def _srste_lambda(self) -> float:
-        """SR-STE's gradient term weight; 0 for every other recipe."""
-        return self.recipe.srste_lambda if self.recipe.name == "srste" else 0.0
 
     def set_total_steps(self, total_steps: int) -> None:
         """Re-plan the phases for a new run length (e.g. once a FLOP budget is converted); before the first step only."""
         if self.current_step is not None:
             raise RuntimeError("set_total_steps() must come before the first step()")
         self.schedule = Schedule(self.recipe, total_steps)
-
-    def state_at(self, step: int, location: str = "ff"):
-        """The schedule's StepState at `step` for a location's target pattern."""
-        target = self.patterns[location]
-        return self.schedule.state(step, target)
 
     # -- views -------------------------------------------------------------------
     @contextmanager
@@ -206,7 +194,8 @@ class Sparsifier:
         """Per-layer density, mask flips since the last call (SAD), D, rung, kept/pruned gradient
         norms; and over FF weights the variance of |grad| and, given an Adam-family
         `optimizer`, of its `exp_avg_sq`. Call after backward, before zero_grad."""
-        return _diagnostics.collect(self, optimizer)
+        values, self._logged_masks = _diagnostics.collect(self, self._logged_masks, optimizer)
+        return values
 
     # -- state -------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -229,7 +218,7 @@ class Sparsifier:
 
     def _settings(self) -> Dict[str, str]:
         """Everything a resumed run must share with the saved one (strings: safe for weights_only loads)."""
-        recipe = {f.name: repr(getattr(self.recipe, f.name)) for f in fields(self.recipe)}
+        recipe = {name: repr(value) for name, value in self.recipe.knobs().items()}
         return {**recipe, "patterns": repr({k: str(v) for k, v in self.patterns.items()}), "layout": self.layout}
 
     def load_state_dict(self, state: dict) -> None:
@@ -239,7 +228,8 @@ class Sparsifier:
                 f"this one is {self.recipe.name} over {self.schedule.total_steps}: resume with the same settings"
             )
         current = self._settings()
-        differing = sorted(k for k, v in state.get("settings", {}).items() if current.get(k) != v)
+        # Only the knobs both know: checkpoints before 0.2 saved every recipe's knobs, used or not.
+        differing = sorted(k for k, v in state.get("settings", {}).items() if k in current and current[k] != v)
         if differing:
             raise ValueError(
                 f"sparsifier state was saved with other settings ({', '.join(differing)}): resume with the same settings"
@@ -262,7 +252,8 @@ class Sparsifier:
                 if self.schedule.phase(step) == DENSE:
                     param.deactivate()
                 else:
-                    param.set_decay(decay, self._srste_lambda, mask_changed=True)
+                    param.set_decay(decay, self.recipe.extra_gradient(self.schedule.sparse_step(step), self.schedule),
+                                    mask_changed=True)
 
     # -- reporting ---------------------------------------------------------------
     def summary(self) -> dict:

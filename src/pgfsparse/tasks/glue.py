@@ -38,9 +38,12 @@ class Glue(Seq2SeqTask):
         task = self.glue
         return splits, lambda row: to_text(task, row)
 
-    def generation_metrics(self, sources: List[str], generated: List[str], references: List[str]) -> Dict[str, float]:
+    def generation_references(self, count: int) -> list:
+        """The raw labels, not the target texts: stsb is scored against the unrounded score."""
+        rows = self.eval_pairs.rows
+        return [rows[i]["label"] for i in range(count)]
+
+    def generation_metrics(self, generated: List[str], references: list) -> Dict[str, float]:
         from ..data.glue import glue_metrics
 
-        rows = self.eval_pairs.rows  # the raw labels: stsb is scored against the unrounded score
-        truth = [rows[i]["label"] for i in range(len(generated))]
-        return glue_metrics(self.glue, generated, truth)
+        return glue_metrics(self.glue, generated, references)

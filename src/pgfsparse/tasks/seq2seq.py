@@ -65,7 +65,11 @@ class Seq2SeqTask(Task):
         for index in range(len(train)):
             yield from train[index]
 
-    def generation_metrics(self, sources: List[str], generated: List[str], references: List[str]) -> Dict[str, float]:
+    def generation_references(self, count: int) -> list:
+        """What the generations of the first `count` eval pairs are scored against: their target texts."""
+        return [self.eval_pairs[i][1] for i in range(count)]
+
+    def generation_metrics(self, generated: List[str], references: list) -> Dict[str, float]:
         """Metrics of greedy generations of the first `data.generate_limit` eval pairs (when `generates`)."""
         raise NotImplementedError
 
@@ -81,7 +85,7 @@ class Seq2SeqTask(Task):
 
     def build_tokenizer(self, texts):
         """The run dir's saved tokenizer (a resume), else the configured one; saved to the run dir."""
-        from ..data.sources import DATA_DIR_ENV
+        from ..data.lookup import DATA_DIR_ENV
         from ..data.tokenizer import build_tokenizer, load_from_run_dir, save_to_run_dir
         from ..models.t5 import pretrained_source
 
@@ -179,9 +183,8 @@ class Seq2SeqTask(Task):
         eval_set = self.eval_pairs
         limit = self.cfg.data.generate_limit
         count = len(eval_set) if limit is None else min(limit, len(eval_set))
-        pairs = [eval_set[i] for i in range(count)]
-        generated = self.generate([s for s, _ in pairs], model, device, autocast)
-        return self.generation_metrics([s for s, _ in pairs], generated, [t for _, t in pairs])
+        generated = self.generate([eval_set[i][0] for i in range(count)], model, device, autocast)
+        return self.generation_metrics(generated, self.generation_references(count))
 
     def generate(self, sources: List[str], model, device, autocast) -> List[str]:
         """Greedy decoding (no beams, no sampling), at most max_target_length tokens, in eval batches."""

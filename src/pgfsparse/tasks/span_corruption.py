@@ -52,7 +52,8 @@ class SpanCorruption(Seq2SeqTask):
             eval_texts = eval_texts[:data.eval_limit]
         eval_set = self._fixed_corruption(self._chunks(eval_texts))
         if splits.streaming:
-            train = _StreamedChunks(splits.train, column, self)
+            train = _StreamedChunks(splits.train, column, self.tokenizer, self.raw_length, self._sentinels(),
+                                    pad=self.collator())
         else:
             from ..data.span_corruption import SpanCorruptionDataset
 
@@ -107,23 +108,24 @@ class _StreamedChunks:
     exactly, by index arithmetic.
     """
 
-    def __init__(self, rows, column: str, task: SpanCorruption):
-        self.rows, self.column, self.task = rows, column, task
+    def __init__(self, rows, column: str, tokenizer, raw_length: int, sentinels, *, pad):
+        """`raw_length`: tokens per chunk before corruption; `pad`: micro-batch of examples -> padded batch."""
+        self.rows, self.column, self.tokenizer, self.raw_length = rows, column, tokenizer, raw_length
+        self.sentinels, self.pad = sentinels, pad
 
     def examples(self):
         """Corrupted chunks, endlessly: a finished stream starts over (a local file is one such pass)."""
         from ..data.span_corruption import corrupt, random_spans_noise_mask
         from ..data.errors import DataConfigError
 
-        tokenizer, raw = self.task.tokenizer, self.task.raw_length
-        sentinels, eos = self.task._sentinels(), tokenizer.eos_token_id
+        raw, sentinels, eos = self.raw_length, self.sentinels, self.tokenizer.eos_token_id
         while True:
             buffer, documents, produced = [], [], 0
             for last, text in _mark_last(row[self.column] for row in self.rows.iterate()):
                 documents.append(text)
                 if len(documents) < STREAM_BUFFER_DOCUMENTS and not last:
                     continue
-                for ids in tokenizer(documents, add_special_tokens=False)["input_ids"]:
+                for ids in self.tokenizer(documents, add_special_tokens=False)["input_ids"]:
                     buffer += [*ids, eos]
                 documents = []
                 while len(buffer) >= raw:
@@ -135,14 +137,13 @@ class _StreamedChunks:
                                       "lower data.max_source_length or use more text")
 
     def batches(self, batch_size: int, start_micro_step: int, rank: int, world_size: int):
-        pad = self.task.collator()
         batch, index, skip = [], 0, start_micro_step * batch_size * world_size
         for index, example in enumerate(self.examples()):
             if index < skip or index % world_size != rank:
                 continue
             batch.append(example)
             if len(batch) == batch_size:
-                yield pad(batch)
+                yield self.pad(batch)
                 batch = []
 
 

@@ -34,7 +34,7 @@ class Translation(Seq2SeqTask):
             yield row[self.cfg.data.source_lang]
             yield row[self.cfg.data.target_lang]
 
-    def generation_metrics(self, sources: List[str], generated: List[str], references: List[str]) -> Dict[str, float]:
+    def generation_metrics(self, generated: List[str], references: List[str]) -> Dict[str, float]:
         import sacrebleu
 
         return {"bleu": sacrebleu.corpus_bleu(generated, [references]).score, "bleu_sentences": len(generated)}

@@ -1,0 +1,148 @@
+"""A run's parts, built once, in this order (each needs the ones before it):
+
+    data -> model -> sparsifier -> FLOP counter -> steps from the budget
+         -> optimizer + LR schedule (timm) -> state restored from a checkpoint
+
+The order is also the order of random draws after seeding, so it fixes a run's numbers.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+import uuid
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Optional
+
+import torch
+
+from . import checkpoint, distributed
+from .config import TrainConfig
+from .sparsity import Schedule, sparsify
+from .validation import ConfigError, check_budget
+
+
+@dataclass
+class RunParts:
+    data: Any
+    model: torch.nn.Module
+    ddp_model: torch.nn.Module  # what the loop calls: the model, wrapped in DDP across processes
+    sparsifier: Any
+    flops: Any  # the FlopCounter
+    train_examples: Optional[int]  # None for a streamed dataset
+    examples_per_step: int
+    total_steps: int
+    optimizer: torch.optim.Optimizer
+    lr_schedule: Any
+    scaler: torch.amp.GradScaler
+    autocast: Callable  # () -> the context manager of the configured precision
+    # where this launch starts: the checkpoint's, or a fresh run's
+    start_step: int
+    wall_offset: float  # seconds trained before this launch
+    run_id: str  # the W&B run id, kept across resumes
+
+
+def build_run_parts(cfg: TrainConfig, task, patterns, recipe, process, device: torch.device,
+                    resumed: Optional[Dict[str, Any]] = None) -> RunParts:
+    """Every part of a run, in the module docstring's order; restored from `resumed` (a checkpoint's state)."""
+    from timm.optim import create_optimizer_v2
+
+    from .flops import FlopCounter
+
+    seed_everything(cfg.seed)
+    data = task.build_data()
+    model = task.build_model(data)
+    # The sparsifier needs the run's length, but a FLOP budget's length needs the FLOP counter, which
+    # counts the sparse layers: it is built with a placeholder length and given the real one below.
+    sparsifier = _sparsify(model, cfg, patterns, recipe)
+    model = model.to(device)
+    examples_per_step = cfg.data.batch_size * process.world_size * cfg.optim.accumulate
+    args, kwargs = task.example_inputs(data, device)
+    flops = FlopCounter(model, args, kwargs, sparsifier=sparsifier, examples_per_step=examples_per_step)
+    train_examples = task.train_examples(data)
+    total_steps = steps_from_budget(cfg, recipe, flops, train_examples, process.world_size)
+    sparsifier.set_total_steps(total_steps)  # the FLOP counter reads the new schedule
+    optimizer = create_optimizer_v2(model, opt=cfg.optim.name, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay,
+                                    betas=tuple(cfg.optim.betas))
+    lr_schedule = build_lr_schedule(cfg, optimizer, total_steps)
+    scaler = torch.amp.GradScaler(enabled=cfg.precision == "fp16" and device.type == "cuda")
+    ddp_model = distributed.wrap(model, process, device)
+    start_step, wall_offset, run_id = 0, 0.0, uuid.uuid4().hex[:12]
+    if resumed is not None:
+        model.load_state_dict(resumed["model"])
+        optimizer.load_state_dict(resumed["optimizer"])
+        lr_schedule.load_state_dict(resumed["scheduler"])
+        if resumed.get("sparsifier") is not None:
+            sparsifier.load_state_dict(resumed["sparsifier"])
+        if "scaler" in resumed:
+            scaler.load_state_dict(resumed["scaler"])
+        checkpoint.set_rng_state(resumed["rng"])
+        start_step, wall_offset = int(resumed["step"]), resumed.get("wall_seconds", 0.0)
+        run_id = resumed.get("run_id", run_id)
+    return RunParts(data, model, ddp_model, sparsifier, flops, train_examples, examples_per_step, total_steps,
+                    optimizer, lr_schedule, scaler, autocast_for(cfg.precision, device), start_step, wall_offset,
+                    run_id)
+
+
+def seed_everything(seed: int) -> None:
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _sparsify(model, cfg: TrainConfig, patterns, recipe):
+    try:
+        return sparsify(
+            model, patterns, recipe, total_steps=1, layer_map=cfg.model.layer_patterns or cfg.model.layer_map,
+            layout=cfg.sparsity.layout, allow_skip=cfg.sparsity.allow_skip,
+        )
+    except ValueError as error:
+        hint = "" if cfg.model.layer_patterns else " (or name the layers with model.layer_patterns)"
+        raise ConfigError(f"sparsity: {error}{hint}") from None
+
+
+def steps_from_budget(cfg: TrainConfig, recipe, flops, train_examples: Optional[int], world_size: int) -> int:
+    """Optimizer steps of the run: budget.steps, or the steps of budget.epochs or budget.train_flops."""
+    kind, value = check_budget(cfg)
+    if kind == "steps":
+        return int(value)
+    if kind == "epochs":
+        from .data import steps_per_epoch
+
+        if train_examples is None:
+            raise ConfigError(f"data={cfg.data.name} is streamed and has no epochs: set budget.steps "
+                              "or budget.train_flops")
+        per_epoch = steps_per_epoch(train_examples, cfg.data.batch_size, world_size=world_size,
+                                    accumulate=cfg.optim.accumulate)
+        return max(1, math.ceil(value * per_epoch))
+    from .flops import steps_for_flop_budget
+
+    try:
+        return steps_for_flop_budget(value, flops, lambda total: Schedule(recipe, total))
+    except ValueError as error:
+        raise ConfigError(f"budget.train_flops: {error}") from None
+
+
+def build_lr_schedule(cfg: TrainConfig, optimizer, total_steps: int):
+    """timm schedulers stepped per optimizer step (t_in_epochs=False)."""
+    from timm.scheduler import CosineLRScheduler, StepLRScheduler
+
+    s = cfg.schedule
+    warmup = s.warmup_steps if s.warmup_steps is not None else round(s.warmup_fraction * total_steps)
+    warmup = min(warmup, max(total_steps - 1, 0))
+    common = dict(warmup_t=warmup, warmup_lr_init=cfg.optim.lr * 1e-3, warmup_prefix=True, t_in_epochs=False)
+    if s.name == "cosine":
+        return CosineLRScheduler(optimizer, t_initial=max(total_steps - warmup, 1), lr_min=s.min_lr, **common)
+    return StepLRScheduler(optimizer, decay_t=total_steps + 1, decay_rate=1.0, **common)  # constant
+
+
+def autocast_for(precision: str, device: torch.device):
+    """A context-manager factory: bf16 autocast on GPU by default, fp32 on CPU."""
+    if precision == "auto":
+        precision = "bf16" if device.type == "cuda" else "fp32"
+    if precision == "fp32":
+        return contextlib.nullcontext
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return lambda: torch.autocast(device.type, dtype=dtype)

@@ -3,7 +3,8 @@
 """Copy a sweep's results into a folder small enough for git: no checkpoints, no W&B files.
 
 For every point of the sweep it keeps `summary.json` (finished points),
-`status.json` (every point: failed and unfinished ones stay visible) and
+`status.json` (every point: failed and unfinished ones stay visible; a point
+still training is recorded as unfinished at its last logged step) and
 `diagnostics.jsonl` (the diagnostics lines of metrics.jsonl: the gradient-noise
 curves), plus `curves.jsonl` (the train and eval lines, for training curves).
 Run it again at any time: it overwrites what it copied before. `pgf-report
@@ -23,14 +24,17 @@ def collect(sweep: Path, dest: Path) -> int:
     for point in points:
         out = dest / point.name
         out.mkdir(parents=True, exist_ok=True)
-        for name in ("summary.json", "status.json"):
-            if (point / name).exists():
-                shutil.copyfile(point / name, out / name)
         metrics = point / "metrics.jsonl"
-        if metrics.exists():
-            events = [json.loads(line) for line in metrics.read_text().splitlines() if line]
-            _write(out / "diagnostics.jsonl", [e for e in events if e["event"] == "diagnostics"])
-            _write(out / "curves.jsonl", [e for e in events if e["event"] in ("train", "eval")])
+        events = [json.loads(line) for line in metrics.read_text().splitlines() if line] if metrics.exists() else []
+        _write(out / "diagnostics.jsonl", [e for e in events if e["event"] == "diagnostics"])
+        _write(out / "curves.jsonl", [e for e in events if e["event"] in ("train", "eval")])
+        if (point / "summary.json").exists():
+            shutil.copyfile(point / "summary.json", out / "summary.json")
+        status = json.loads((point / "status.json").read_text())
+        if status["status"] == "running":  # a snapshot: the copy is unfinished wherever it is read
+            status.update(status="unfinished", step=max((e["step"] for e in events), default=0))
+            status.pop("pid", None)
+        (out / "status.json").write_text(json.dumps(status, indent=2, sort_keys=True) + "\n")
     for name in ("sweep.json", "sweep_status.json"):
         if (sweep / name).exists():
             shutil.copyfile(sweep / name, dest / name)

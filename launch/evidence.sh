@@ -7,8 +7,24 @@
 # cut-off point resumes from its last checkpoint, so the script is simply started again after an
 # interruption. One training at a time, one thread, lowest priority: two 2-thread trainings on
 # 2 cores run 10-20x slower than one.
+#
+# The grid is pinned to commit 397e64c (the SHA in every collected summary): a later session
+# makes the same worktree (git worktree add ../evidence 397e64c, a venv, pip install -e .) and
+# starts this script again. Points already collected in results/ (launch/collect_results.py)
+# are copied back first, so they are skipped rather than trained again.
 set -uo pipefail
 export PGF_DATA_DIR="${PGF_DATA_DIR:-../shared/data}" HF_HUB_OFFLINE=1
+RESULTS="${RESULTS:-../main/results}"
+restore() {  # restore GRID: finished points of results/GRID become finished points of multirun/GRID
+  local point
+  for point in "$RESULTS/$1"/*/summary.json; do
+    [[ -f $point ]] || continue
+    point=$(dirname "$point")
+    mkdir -p "multirun/$1/${point##*/}"
+    cp -n "$point/summary.json" "$point/status.json" "multirun/$1/${point##*/}/"
+  done
+}
+restore cifar10_grid; restore cifar10_isoflop; restore multi30k_grid
 train() { nice -n 19 pgf-train -m threads=1 logger=local "$@"; }
 vision() { train experiment=cifar10_grid sweep=cifar10_grid "$@"; }
 isoflop() {  # SR-STE at 1:32 given exactly the training FLOPs of MDGF-Exp at 1:32 (same seed)

@@ -1,0 +1,17 @@
+"""Sparse artifacts: compressed N:M export, plain-library exports, sparse inference.
+
+    sizes = export_compressed(sparsifier, "model.nm.safetensors", builder)   # or: pgf-export RUN_DIR
+    model = load_compressed("model.nm.safetensors")                           # plain timm / HF model
+
+Files: packing (index bits), compress (weight <-> values + indices), format (the safetensors file),
+builders (rebuilding the model), strict (the sparsifier's strict view), load, nm_linear (the M > 4
+inference linear), semi_structured (2:4 on CUDA), plain (timm / HF exports), run (a run dir), cli.
+"""
+from .builders import build, builder_for, timm_builder
+from .format import ExportFileError, Sizes
+from .load import load_compressed
+from .nm_linear import NMLinear
+from .strict import export_compressed, strict_weights
+
+__all__ = ["ExportFileError", "NMLinear", "Sizes", "build", "builder_for", "export_compressed", "load_compressed",
+           "strict_weights", "timm_builder"]

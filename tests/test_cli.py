@@ -246,6 +246,7 @@ def test_a_run_that_fails_while_building_still_releases_the_process_group(tmp_pa
 
     stopped = []
     monkeypatch.setattr(distributed, "stop", stopped.append)
+    (tmp_path / "no-images").mkdir()  # exists (a missing data.path is refused before fit), holds no images
     with pytest.raises(DataError):
         train(tmp_path, "data=imagefolder", f"data.path={tmp_path / 'no-images'}", "budget.steps=2", *TINY_VIT)
     assert len(stopped) == 1
@@ -261,8 +262,11 @@ def test_a_built_wheel_ships_the_configs(tmp_path):
         pytest.skip(f"could not build a wheel here: {done.stderr.strip().splitlines()[-1:]}")
     names = zipfile.ZipFile(next(tmp_path.glob("pgfsparse-*.whl"))).namelist()
     for path in ("pgfsparse/conf/__init__.py", "pgfsparse/conf/train.yaml", "pgfsparse/conf/sparsity/1:16.yaml",
-                 "pgfsparse/conf/recipe/decay.yaml", "pgfsparse/conf/experiment/vit_b16_imagenet.yaml"):
+                 "pgfsparse/conf/hydra/launcher/slurm.yaml", "pgfsparse/conf/experiment/vit_b16_imagenet.yaml"):
         assert path in names, path
+    # every package of the source tree ships (pyproject lists them by hand)
+    for init in (repo / "src").rglob("__init__.py"):
+        assert init.relative_to(repo / "src").as_posix() in names, init
 
 
 def test_resuming_a_finished_run_changes_nothing(tmp_path):

@@ -145,10 +145,10 @@ def test_a_crashing_point_leaves_its_traceback_and_the_others_run(tmp_path, monk
 
     real_fit = trainer.Trainer.fit
 
-    def fit(self):
+    def fit(self, on_start=None):
         if self.cfg.seed == 1:
             raise RuntimeError("boom in the loop")
-        return real_fit(self)
+        return real_fit(self, on_start)
 
     monkeypatch.setattr(trainer.Trainer, "fit", fit)
     monkeypatch.chdir(tmp_path)
@@ -240,3 +240,46 @@ def test_wandb_runs_carry_canonical_config_keys_and_the_sweep_group(tmp_path, mo
     config = init["config"]
     assert (config["recipe"]["name"], config["sparsity"]["ff"], config["seed"]) == ("mdgf_exp", "1:4", 0)
     assert any("eval/top1" in event and "train_flops" in event for event in runs[0].logged)
+
+
+def test_impossible_corners_are_skipped_not_failed(tmp_path, monkeypatch):
+    """sparsity=dense,1:4 x recipe=dense,srste: two real points train, the two contradictions are skipped."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    from pgfsparse import cli
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["pgf-train", "-m", *TINY, "model.kwargs.embed_dim=32", "budget.steps=2",
+                                      "sparsity=dense,1:4", "recipe=dense,srste", "sweep=corners",
+                                      "hydra/job_logging=disabled"])
+    try:
+        cli.main()  # no SystemExit: nothing failed
+    finally:
+        GlobalHydra.instance().clear()
+    points = read(tmp_path / "multirun" / "corners" / "sweep_status.json")["points"]
+    assert {name: p["status"] for name, p in points.items()} == {
+        "vit-dense-dense-s0": "finished", "vit-dense-srste-s0": "skipped",
+        "vit-n1m4-dense-s0": "skipped", "vit-n1m4-srste-s0": "finished"}
+    assert "needs an N:M pattern" in points["vit-dense-srste-s0"]["error"]
+
+
+class FakeHydra:
+    def __init__(self, launcher):
+        self.launcher = launcher
+
+
+@pytest.mark.parametrize("given, cores, launcher, local_world, expected", [
+    (3, 8, {}, "1", 3),                                                    # threads=3 wins
+    (None, 8, {"_target_": "hydra_plugins.basic"}, "1", 8),               # alone: every usable core
+    (None, 8, {"_target_": "hydra_plugins.joblib.JoblibLauncher", "n_jobs": 2}, "1", 4),
+    (None, 8, {"_target_": "hydra_plugins.joblib.JoblibLauncher", "n_jobs": -1}, "1", 1),  # one job per core
+    (None, 8, {}, "4", 2),                                                 # torchrun: 4 ranks on this node
+    (None, 2, {"_target_": "hydra_plugins.joblib.JoblibLauncher", "n_jobs": 4}, "1", 1),   # never below 1
+])
+def test_threads_split_the_usable_cores(given, cores, launcher, local_world, expected, monkeypatch):
+    from pgfsparse.cli import _threads
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)))
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", local_world)
+    monkeypatch.delenv("SLURM_STEP_ID", raising=False)
+    assert _threads(given, FakeHydra(launcher)) == expected

@@ -21,11 +21,14 @@ class MetricsFile:
     def __init__(self, run_dir: Path):
         self.path = Path(run_dir) / METRICS
 
-    def truncate_after(self, step: int) -> None:
-        """Drop events logged after `step` (they will be produced again by the resumed run)."""
+    def truncate_after(self, step: int, final: bool = False) -> None:
+        """Drop events logged after `step` (they will be produced again by the resumed run).
+
+        `final`: `step` is the final checkpoint's, which the final evaluation follows: drop that one too.
+        """
         if not self.path.exists():
             return
-        kept = [line for line in self.path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+        kept = [line for line in self.path.read_text().splitlines() if line and _kept(json.loads(line), step, final)]
         atomic_write_text(self.path, "".join(line + "\n" for line in kept))
 
     def write(self, event: Dict[str, Any]) -> None:
@@ -33,12 +36,24 @@ class MetricsFile:
             f.write(json.dumps(event, sort_keys=True) + "\n")
 
 
+def _kept(event: Dict[str, Any], step: int, final: bool) -> bool:
+    return event["step"] < step or (event["step"] == step and not (final and event["event"] == "eval"))
+
+
 def write_summary(run_dir: Path, summary: Dict[str, Any]) -> None:
     atomic_write_text(Path(run_dir) / SUMMARY, json.dumps(summary, indent=2, sort_keys=True) + "\n")
 
 
+# Seconds an online W&B run may take to start before the run falls back to offline logging.
+WANDB_INIT_TIMEOUT = 20.0
+
+
 class WandbRun:
-    """A thin wrapper: training FLOPs as the x-axis of eval charts; safe to call when disabled."""
+    """A thin wrapper: training FLOPs as the x-axis of eval charts; safe to call when disabled.
+
+    `online` with no reachable server (or no login) falls back to an offline run, in one line,
+    within WANDB_INIT_TIMEOUT seconds; `wandb sync` (or launch/sync_wandb.sh) uploads it later.
+    """
 
     def __init__(self, cfg, run_dir: Path, name: str, tags, group: Optional[str], config: Dict[str, Any],
                  run_id: str):
@@ -48,11 +63,12 @@ class WandbRun:
         import wandb
 
         mode = cfg.mode or os.environ.get("WANDB_MODE") or "offline"
-        self.run = wandb.init(
-            project=cfg.project, entity=cfg.entity, name=name, group=cfg.group or group, tags=list(tags),
-            config=config, dir=str(run_dir), mode=mode, id=run_id, resume="allow",
-            settings=wandb.Settings(silent=True, console="off"),
-        )
+        options = dict(project=cfg.project, entity=cfg.entity, name=name, group=cfg.group or group, tags=list(tags),
+                       config=config, dir=str(run_dir), id=run_id, resume="allow")
+        self.run = _init_online(wandb, options) if mode == "online" else None
+        if self.run is None:
+            self.run = wandb.init(mode="offline" if mode == "online" else mode,
+                                  settings=wandb.Settings(silent=True, console="off"), **options)
         self.run.define_metric("train_flops")
         for prefix in ("eval/*", "eval_strict/*", "train/*"):
             self.run.define_metric(prefix, step_metric="train_flops")
@@ -69,3 +85,41 @@ class WandbRun:
         if self.run is not None:
             self.run.finish()
             self.run = None
+
+
+def _init_online(wandb, options: Dict[str, Any]):
+    """An online W&B run, or None (after one line saying why) when the server cannot be reached in time."""
+    import sys
+
+    base_url = os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai"
+    problem = _unreachable(base_url)
+    if problem is None:
+        try:
+            return wandb.init(mode="online", settings=wandb.Settings(
+                silent=True, console="off", init_timeout=WANDB_INIT_TIMEOUT, login_timeout=WANDB_INIT_TIMEOUT),
+                **options)
+        except Exception as error:  # noqa: BLE001 - no login, a timeout, a server error: log offline instead
+            from .messages import first_line
+
+            problem = first_line(error)[:160]
+            try:
+                wandb.finish()
+            except Exception:  # noqa: BLE001 - nothing to finish
+                pass
+    print(f"pgf-train: W&B online is unavailable ({problem}): logging offline instead; upload later with "
+          f"wandb sync {options['dir']}/wandb", file=sys.stderr)
+    return None
+
+
+def _unreachable(url: str, timeout: float = 5.0) -> Optional[str]:
+    """Why `url`'s host cannot be connected to within `timeout` seconds, or None when it can."""
+    import socket
+    from urllib.parse import urlparse
+
+    parsed = urlparse(url)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        socket.create_connection((parsed.hostname, port), timeout=timeout).close()
+        return None
+    except OSError as error:
+        return f"{parsed.hostname}:{port}: {error.strerror or error}"

@@ -51,6 +51,7 @@ def build_run_parts(cfg: TrainConfig, task, patterns, recipe, process, device: t
 
     seed_everything(cfg.seed)
     data = task.build_data()
+    _check_batch_fits(cfg, task.train_examples(data), process.world_size)
     model = task.build_model(data)
     # The sparsifier needs the run's length, but a FLOP budget's length needs the FLOP counter, which
     # counts the sparse layers: it is built with a placeholder length and given the real one below.
@@ -82,6 +83,14 @@ def build_run_parts(cfg: TrainConfig, task, patterns, recipe, process, device: t
     return RunParts(data, model, ddp_model, sparsifier, flops, train_examples, examples_per_step, total_steps,
                     optimizer, lr_schedule, scaler, autocast_for(cfg.precision, device), start_step, wall_offset,
                     run_id)
+
+
+def _check_batch_fits(cfg: TrainConfig, train_examples: Optional[int], world_size: int) -> None:
+    """A step's micro-batches must fit in the training split (a streamed one has no size)."""
+    if train_examples is not None and cfg.data.batch_size * world_size > train_examples:
+        across = f" x {world_size} processes" if world_size > 1 else ""
+        raise ConfigError(f"data.batch_size={cfg.data.batch_size}{across} exceeds the {train_examples} examples of "
+                          f"data={cfg.data.name}'s training split: lower data.batch_size")
 
 
 def seed_everything(seed: int) -> None:

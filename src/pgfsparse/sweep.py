@@ -2,7 +2,7 @@
 
     multirun/<sweep>/                    <sweep> = sweep=NAME, else built from the command's overrides
       sweep.json                         the command, its overrides, which keys vary, each launch
-      sweep_status.json                  every point's status: running, finished, failed (error), skipped
+      sweep_status.json                  every point's status: running, finished, failed (error), skipped, stopped
       vit-n1m32-mdgf_exp-s0/             one folder per point, named as its W&B run
         status.json, error.log, run.lock, summary.json, metrics.jsonl, checkpoint.pt, ...
 
@@ -31,8 +31,9 @@ from .naming import naming_overrides, run_name, sweep_name
 SWEEP_FILE, SWEEP_STATUS, RUN_STATUS, ERROR_LOG, LOCK = (
     "sweep.json", "sweep_status.json", "status.json", "error.log", "run.lock")
 
-# Exit codes of pgf-train (README): a multirun exits with its points' highest code.
-EXIT_OK, EXIT_CRASH, EXIT_BAD_INPUT, EXIT_DIVERGED = 0, 1, 2, 4
+# Exit codes of pgf-train (README "Failure modes"): a multirun exits with its points' highest code.
+# 3: stopped by SIGTERM/SIGINT after a checkpoint (a requeue script resumes it).
+EXIT_OK, EXIT_CRASH, EXIT_BAD_INPUT, EXIT_STOPPED, EXIT_DIVERGED = 0, 1, 2, 3, 4
 
 
 class RunDirInUse(RuntimeError):
@@ -254,9 +255,10 @@ class SweepCallback(_callback_base()):
             counts[point["status"]] = counts.get(point["status"], 0) + 1
         shown = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
         print(f"pgf-train: sweep {sweep_dir}: {shown or 'no points ran'}", file=sys.stderr)
-        failed = {name: p for name, p in this_launch.items() if p["status"] in ("failed", "running")}
+        failed = {name: p for name, p in this_launch.items() if p["status"] in ("failed", "running", "stopped")}
         for name, point in sorted(failed.items()):
-            print(f"pgf-train:   failed {name}: {point.get('error') or 'stopped without a summary'}", file=sys.stderr)
+            state = "stopped" if point["status"] == "stopped" else "failed"
+            print(f"pgf-train:   {state} {name}: {point.get('error') or 'stopped without a summary'}", file=sys.stderr)
         if failed:
             print(f"pgf-train: re-run the same command to retry them; pgf-report {sweep_dir} compares the rest",
                   file=sys.stderr)

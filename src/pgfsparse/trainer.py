@@ -7,7 +7,10 @@ knows nothing about images or text.
             -> the loop; the process group and W&B are released whatever fails
     loop:   per optimizer step: sparsifier.step(step); micro-batch forward/backward;
             clip; optimizer and LR step; FLOPs; periodic log / eval / checkpoint
-    end:    eval as trained and strict N:M; summary.json; final checkpoint
+    end:    final checkpoint; then eval as trained and strict N:M and summary.json (a failure
+            there leaves a resumable run: resuming redoes only the end)
+    stops:  SIGTERM/SIGINT -> a checkpoint at the next step boundary, then `Stopped` (signals.py);
+            a non-finite loss or gradient -> `Divergence`, before any checkpoint of it
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Optional
 
 import torch
 
@@ -29,12 +32,13 @@ from .naming import describe_sparsity, run_name
 from .provenance import git_sha, package_version
 from .resume import read_checkpoint, recorded_config, resume_settings  # noqa: F401 - cli.py imports resume_settings from here
 from .run_parts import RunParts, build_run_parts
+from .signals import Stopped, stop_on_signals
 from .tasks import build_task
 from .validation import check, check_budget
 
 
 class Divergence(RuntimeError):
-    """The loss became NaN or infinite: the run stops before writing a checkpoint of it."""
+    """The loss or the gradient became NaN or infinite: the run stops before writing a checkpoint of it."""
 
 
 class Trainer:
@@ -55,8 +59,12 @@ class Trainer:
         self.resumed = read_checkpoint(run_dir, self.cfg)
 
     # -- the run ------------------------------------------------------------------------
-    def fit(self) -> Dict[str, Any]:
-        """Train, or resume, to the end of the budget; returns the summary (a finished run's, if it was)."""
+    def fit(self, on_start: Optional[Callable[[], None]] = None) -> Dict[str, Any]:
+        """Train, or resume, to the end of the budget; returns the summary (a finished run's, if it was).
+
+        `on_start` is called once every part is built and the checkpoint restored, before the first
+        step: up to then a bad setting refuses the run, after it the run is under way.
+        """
         self.process, self.device = distributed.start(self.cfg.device)
         wandb = None
         try:
@@ -66,6 +74,8 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             parts = self.parts = build_run_parts(self.cfg, self.task, self.patterns, self.recipe, self.process,
                                                  self.device, self.resumed)
+            if on_start is not None:
+                on_start()
             start = self.resumed_from = parts.start_step
             if 0 < start < parts.total_steps and self.process.is_main:
                 print(f"pgf-train: resuming {self.run_dir} from step {start} of {parts.total_steps}", file=sys.stderr)
@@ -74,7 +84,8 @@ class Trainer:
                 return json.loads(finished.read_text())
             metrics = MetricsFile(self.run_dir)
             if self.process.is_main:
-                metrics.truncate_after(start)  # a resumed run rewrites what came after its checkpoint
+                # a resumed run rewrites what came after its checkpoint (after the final one: the final eval)
+                metrics.truncate_after(start, final=start >= parts.total_steps)
                 wandb = WandbRun(self.cfg.logger, self.run_dir, self.run_name(), self.tags(), self.sweep_name,
                                  self.wandb_config(), parts.run_id)
             summary = self._loop(metrics, wandb)
@@ -95,62 +106,82 @@ class Trainer:
         window_loss, window_steps, window_examples, window_start = 0.0, 0, 0, time.perf_counter()
         progress = _progress(start, total, self.process.is_main)
         parts.model.train()
-        try:  # close the bar before any error message
-            for step in range(start, total):
-                parts.sparsifier.step(step)
-                loss_sum = torch.zeros((), device=self.device)
-                for micro in range(accumulate):
-                    batch = self.task.to_device(next(batches), self.device)
-                    sync = micro == accumulate - 1 or not self.process.distributed
-                    with (contextlib.nullcontext() if sync else parts.ddp_model.no_sync()), parts.autocast():
-                        loss = self.task.loss(parts.ddp_model, batch) / accumulate
-                    parts.scaler.scale(loss).backward()
-                    loss_sum += loss.detach()
-                    window_examples += self.task.batch_size(batch)
-                parts.scaler.unscale_(parts.optimizer)
-                grad_norm = (torch.nn.utils.clip_grad_norm_(parts.model.parameters(), cfg.optim.grad_clip)
-                             if cfg.optim.grad_clip else None)
-                done = step + 1
-                if parts.sparsifier.layers and cfg.diagnostics_every and done % cfg.diagnostics_every == 0:
-                    self._log(metrics, wandb, done, "diagnostics",
-                              {f"sparsity/{k}": v for k, v in parts.sparsifier.diagnostics(parts.optimizer).items()})
-                parts.scaler.step(parts.optimizer)
-                parts.scaler.update()
-                parts.lr_schedule.step_update(num_updates=done)
-                parts.optimizer.zero_grad(set_to_none=True)
-                step_loss = loss_sum.item()
-                if not math.isfinite(step_loss):
-                    raise Divergence(f"the training loss is {step_loss} at step {done}: lower optim.lr, set "
-                                     "optim.grad_clip, or check the data (the last checkpoint is kept)")
-                window_loss += step_loss
-                window_steps += 1
-                progress.update(1)
-                if done % cfg.log_every == 0 or done == total:
-                    seconds = time.perf_counter() - window_start
-                    event = {"train/loss": window_loss / window_steps,
-                             "train/lr": parts.optimizer.param_groups[0]["lr"],
-                             "train/examples_per_s": window_examples / max(seconds, 1e-9)}
-                    if parts.train_examples:
-                        event["epoch"] = done * parts.examples_per_step / parts.train_examples
-                    if grad_norm is not None:
-                        event["train/grad_norm"] = float(grad_norm)
-                    self._log(metrics, wandb, done, "train", event)
-                    progress.set_postfix(loss=f"{event['train/loss']:.3f}", ex_s=f"{event['train/examples_per_s']:.0f}")
-                    window_loss, window_steps, window_examples, window_start = 0.0, 0, 0, time.perf_counter()
-                if cfg.eval_every and done % cfg.eval_every == 0 and done != total:
-                    self._log(metrics, wandb, done, "eval", self.evaluate())
-                if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done != total:
-                    self._save(done, time.perf_counter() - began)
-        finally:
-            progress.close()
+        with stop_on_signals() as stop:
+            try:  # close the bar before any error message
+                for step in range(start, total):
+                    parts.sparsifier.step(step)
+                    loss_sum = torch.zeros((), device=self.device)
+                    for micro in range(accumulate):
+                        batch = self.task.to_device(next(batches), self.device)
+                        sync = micro == accumulate - 1 or not self.process.distributed
+                        with (contextlib.nullcontext() if sync else parts.ddp_model.no_sync()), parts.autocast():
+                            loss = self.task.loss(parts.ddp_model, batch) / accumulate
+                        parts.scaler.scale(loss).backward()
+                        loss_sum += loss.detach()
+                        window_examples += self.task.batch_size(batch)
+                    parts.scaler.unscale_(parts.optimizer)
+                    # max_norm=inf multiplies by exactly 1: the norm is measured, the gradient untouched
+                    grad_norm = torch.nn.utils.clip_grad_norm_(parts.model.parameters(),
+                                                               cfg.optim.grad_clip or math.inf)
+                    done = step + 1
+                    if parts.sparsifier.layers and cfg.diagnostics_every and done % cfg.diagnostics_every == 0:
+                        self._log(metrics, wandb, done, "diagnostics",
+                                  {f"sparsity/{k}": v for k, v in parts.sparsifier.diagnostics(parts.optimizer).items()})
+                    scale = parts.scaler.get_scale() if parts.scaler.is_enabled() else None
+                    parts.scaler.step(parts.optimizer)
+                    parts.scaler.update()
+                    parts.lr_schedule.step_update(num_updates=done)
+                    parts.optimizer.zero_grad(set_to_none=True)
+                    step_loss = loss_sum.item()
+                    # fp16: an overflow the GradScaler skipped (and lowered its scale for) is not divergence
+                    if scale is None or parts.scaler.get_scale() >= scale:
+                        _check_finite(step_loss, float(grad_norm), done)
+                    window_loss += step_loss
+                    window_steps += 1
+                    progress.update(1)
+                    if done % cfg.log_every == 0 or done == total:
+                        seconds = time.perf_counter() - window_start
+                        event = {"train/loss": window_loss / window_steps,
+                                 "train/lr": parts.optimizer.param_groups[0]["lr"],
+                                 "train/examples_per_s": window_examples / max(seconds, 1e-9)}
+                        if parts.train_examples:
+                            event["epoch"] = done * parts.examples_per_step / parts.train_examples
+                        if cfg.optim.grad_clip:
+                            event["train/grad_norm"] = float(grad_norm)
+                        self._log(metrics, wandb, done, "train", event)
+                        progress.set_postfix(loss=f"{event['train/loss']:.3f}",
+                                             ex_s=f"{event['train/examples_per_s']:.0f}")
+                        window_loss, window_steps, window_examples, window_start = 0.0, 0, 0, time.perf_counter()
+                    if cfg.eval_every and done % cfg.eval_every == 0 and done != total:
+                        self._log(metrics, wandb, done, "eval", self.evaluate())
+                    checkpointed = cfg.checkpoint_every and done % cfg.checkpoint_every == 0
+                    if checkpointed and done != total:
+                        self._save(done, time.perf_counter() - began)
+                    if done != total and self._stop_requested(stop):
+                        if not checkpointed:
+                            self._save(done, time.perf_counter() - began)
+                        raise Stopped(f"stopped by {stop.name or 'a signal'} at step {done} of {total}, "
+                                      f"checkpoint written: continue with pgf-train resume={self.run_dir}", done)
+            finally:
+                progress.close()
+            # The final checkpoint comes first: a failure in the evaluation or the summary leaves a run that
+            # resumes to redo only them.
+            wall = time.perf_counter() - began
+            self._save(total, wall)
         final = self.evaluate()
         self._log(metrics, wandb, total, "eval", final)
-        wall = time.perf_counter() - began
-        self._save(total, wall)
-        summary = self.summary(final, wall)
+        summary = self.summary(final, time.perf_counter() - began)
         if self.process.is_main:
             write_summary(self.run_dir, summary)
         return summary
+
+    def _stop_requested(self, stop) -> bool:
+        """Whether any process got a stop signal: all ranks stop at the same step."""
+        if not self.process.distributed:
+            return stop.requested
+        flag = torch.tensor(float(stop.requested), device=self.device)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        return bool(flag.item())
 
     def evaluate(self) -> Dict[str, float]:
         """Eval metrics of the model as trained (eval/*) and strictly N:M (eval_strict/*)."""
@@ -244,6 +275,15 @@ class Trainer:
             "skipped_layers": parts.sparsifier.skipped,
             "run_dir": str(self.run_dir),
         }
+
+
+def _check_finite(loss: float, grad_norm: float, step: int) -> None:
+    if not math.isfinite(loss):
+        raise Divergence(f"the training loss is {loss} at step {step}: lower optim.lr, set optim.grad_clip, "
+                         "or check the data (the last checkpoint is kept)")
+    if not math.isfinite(grad_norm):
+        raise Divergence(f"the gradient norm is {grad_norm} at step {step} (loss {loss:.4g}): lower optim.lr "
+                         "or check the model and data for overflow (the last checkpoint is kept)")
 
 
 def _progress(start: int, total: int, enabled: bool):

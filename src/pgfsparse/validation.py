@@ -6,7 +6,8 @@ key and the fix; `pgf-train` prints it and exits with status 2.
 from __future__ import annotations
 
 from dataclasses import MISSING, fields, is_dataclass
-from typing import Dict, Tuple
+from pathlib import Path
+from typing import Any, Callable, Dict, NamedTuple, Tuple
 
 from .config import TrainConfig
 from .naming import describe_sparsity, slug
@@ -169,20 +170,118 @@ def check_model_and_data(cfg: TrainConfig) -> None:
         raise ConfigError(f"data.source_lang and data.target_lang are both {cfg.data.source_lang!r}: name two columns")
     if kind == "glue" and not cfg.data.glue_task:
         raise ConfigError("data=glue needs data.glue_task (cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte or wnli)")
-    if kind != "image" and min(cfg.data.max_source_length, cfg.data.max_target_length) < 2:
-        raise ConfigError("data.max_source_length and data.max_target_length must be >= 2 (a token plus EOS)")
+
+
+class Range(NamedTuple):
+    """A numeric key's valid values: `test(value)` holds, shown as `text`; null always passes."""
+
+    test: Callable[[Any], bool]
+    text: str
+
+
+AT_LEAST_1 = Range(lambda v: v >= 1, ">= 1")
+AT_LEAST_2 = Range(lambda v: v >= 2, ">= 2")
+POSITIVE = Range(lambda v: v > 0, "> 0")
+NON_NEGATIVE = Range(lambda v: v >= 0, ">= 0")
+FRACTION = Range(lambda v: 0 <= v <= 1, "in [0, 1]")
+BELOW_1 = Range(lambda v: 0 <= v < 1, "in [0, 1)")
+
+# Every numeric key of the schema (config.py) and its valid range; a test checks that none is missing.
+# Lists (optim.betas) are checked element by element.
+RANGES: Dict[str, Range] = {
+    "model.tokenizer.vocab_size": AT_LEAST_1,
+    "model.tokenizer.train_texts": AT_LEAST_1,
+    "budget.steps": AT_LEAST_1,
+    "budget.epochs": POSITIVE,
+    "budget.train_flops": POSITIVE,
+    "budget.default_epochs": POSITIVE,
+    "data.image_size": AT_LEAST_1,
+    "data.batch_size": AT_LEAST_1,
+    "data.eval_batch_size": AT_LEAST_1,
+    "data.eval_limit": AT_LEAST_1,
+    "data.num_workers": NON_NEGATIVE,
+    "data.default_epochs": POSITIVE,
+    "data.augment.hflip": FRACTION,
+    "data.augment.mixup": NON_NEGATIVE,
+    "data.augment.cutmix": NON_NEGATIVE,
+    "data.augment.label_smoothing": BELOW_1,
+    "data.max_source_length": AT_LEAST_2,  # a token plus EOS
+    "data.max_target_length": AT_LEAST_2,
+    "data.generate_limit": AT_LEAST_1,
+    "optim.lr": NON_NEGATIVE,  # 0 keeps the weights (an evaluation-only run; tests/test_t5.py uses it)
+    "optim.weight_decay": NON_NEGATIVE,
+    "optim.betas": BELOW_1,
+    "optim.grad_clip": POSITIVE,
+    "optim.accumulate": AT_LEAST_1,
+    "schedule.warmup_fraction": FRACTION,
+    "schedule.warmup_steps": NON_NEGATIVE,
+    "schedule.min_lr": NON_NEGATIVE,
+    "seed": NON_NEGATIVE,
+    "log_every": AT_LEAST_1,
+    "eval_every": AT_LEAST_1,
+    "checkpoint_every": AT_LEAST_1,
+    "diagnostics_every": NON_NEGATIVE,  # 0 = off
+    "threads": AT_LEAST_1,
+}
+NULL_MEANS = {"optim.grad_clip": "off", "eval_every": "at the end only", "checkpoint_every": "only at the end",
+              "data.eval_limit": "all", "data.generate_limit": "all", "threads": "automatic"}
+
+
+def check_ranges(cfg: TrainConfig) -> None:
+    """Every key of RANGES within its range, else a one-line error naming key, value and range."""
+    for key, valid in RANGES.items():
+        value = _get(cfg, key)
+        if value is None:
+            continue
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            if not (isinstance(item, (int, float)) and valid.test(item)):
+                null = f" (or null: {NULL_MEANS[key]})" if key in NULL_MEANS else ""
+                raise ConfigError(f"{key}={_shown(value)} is out of range: it must be {valid.text}{null}")
+
+
+def _get(cfg, dotted: str):
+    for part in dotted.split("."):
+        cfg = getattr(cfg, part)
+    return cfg
+
+
+def _shown(value) -> str:
+    return "[" + ",".join(map(str, value)) + "]" if isinstance(value, (list, tuple)) else str(value)
+
+
+def check_optimizer(cfg: TrainConfig) -> None:
+    from timm.optim import list_optimizers
+
+    known = list_optimizers()
+    if cfg.optim.name.lower() not in known:
+        import difflib
+
+        close = difflib.get_close_matches(cfg.optim.name.lower(), known, n=4) or ["adamw", "sgd", "lamb"]
+        raise ConfigError(f"optim.name={cfg.optim.name!r} is not a timm optimizer: e.g. {', '.join(close)}")
+
+
+def check_files(cfg: TrainConfig) -> None:
+    """Files the config names must exist (and a weights file must be safe to load)."""
+    from .checkpoint import check_weights_file
+
+    if cfg.resume is not None and not Path(cfg.resume).is_dir():
+        raise ConfigError(f"resume={cfg.resume}: no such run dir (give the folder a run wrote)")
+    if cfg.data.path is not None and not Path(cfg.data.path).expanduser().exists():
+        raise ConfigError(f"data.path={cfg.data.path}: no such file or folder")
+    if cfg.model.checkpoint is not None:
+        check_weights_file(Path(cfg.model.checkpoint).expanduser(), "model.checkpoint")
 
 
 def check(cfg: TrainConfig) -> Tuple[Dict[str, NM], Recipe]:
     """All checks that need no model or data; returns (patterns, recipe)."""
+    check_ranges(cfg)
     check_model_and_data(cfg)
     patterns = sparsity_patterns(cfg)
     recipe = resolve_recipe(cfg, patterns)
     check_budget(cfg)
+    check_optimizer(cfg)
     if cfg.sparsity.layout not in ("row", "col"):
         raise ConfigError(f"sparsity.layout={cfg.sparsity.layout!r}: choose row or col")
-    if cfg.optim.accumulate < 1:
-        raise ConfigError(f"optim.accumulate={cfg.optim.accumulate} must be >= 1")
     if cfg.schedule.name not in ("cosine", "constant"):
         raise ConfigError(f"schedule.name={cfg.schedule.name!r}: choose cosine or constant")
     if cfg.precision not in ("auto", "fp32", "bf16", "fp16"):
@@ -192,8 +291,9 @@ def check(cfg: TrainConfig) -> Tuple[Dict[str, NM], Recipe]:
     mode = cfg.logger.mode
     if mode is not None and mode not in ("online", "offline", "disabled"):
         raise ConfigError(f"logger.mode={mode!r}: choose online, offline or disabled")
+    check_files(cfg)
     return patterns, recipe
 
 
-__all__ = ["ConfigError", "Contradiction", "check", "check_budget", "check_model_and_data", "describe_sparsity", "resolve_patterns_and_recipe", "resolve_recipe",
+__all__ = ["RANGES", "ConfigError", "Contradiction", "check", "check_ranges", "check_budget", "check_model_and_data", "describe_sparsity", "resolve_patterns_and_recipe", "resolve_recipe",
            "slug", "sparsity_patterns", "to_train_config"]

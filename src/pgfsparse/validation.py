@@ -208,7 +208,7 @@ RANGES: Dict[str, Range] = {
     "data.max_source_length": AT_LEAST_2,  # a token plus EOS
     "data.max_target_length": AT_LEAST_2,
     "data.generate_limit": AT_LEAST_1,
-    "optim.lr": NON_NEGATIVE,  # 0 keeps the weights (an evaluation-only run; tests/test_t5.py uses it)
+    "optim.lr": POSITIVE,
     "optim.weight_decay": NON_NEGATIVE,
     "optim.betas": BELOW_1,
     "optim.grad_clip": POSITIVE,

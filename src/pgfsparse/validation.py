@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, NamedTuple, Tuple
 
 from .config import TrainConfig
+from .messages import first_line
 from .naming import describe_sparsity, slug
 from .sparsity.pattern import NM
 from .sparsity.recipes import Recipe, load_recipe_class, make_recipe, recipe_class
@@ -43,9 +44,8 @@ def to_train_config(cfg) -> TrainConfig:
         merged = OmegaConf.merge(OmegaConf.structured(TrainConfig), plain)
         return OmegaConf.to_object(merged)
     except OmegaConfBaseException as error:
-        first_line = str(error).strip().splitlines()[0]
         key = getattr(error, "full_key", None)
-        raise ConfigError(f"config error{f' at {key}' if key else ''}: {first_line}") from None
+        raise ConfigError(f"config error{f' at {key}' if key else ''}: {first_line(error)}") from None
 
 
 def _unknown_keys(values: dict, schema, prefix: str = "") -> list:
@@ -80,7 +80,7 @@ def resolve_recipe(cfg: TrainConfig, patterns: Dict[str, NM]) -> Recipe:
     recipe=dense with a pattern, is refused (in a sweep that job is skipped, so
     the grid never runs the dense baseline twice).
     """
-    name = _recipe_setting(cfg.recipe, "name")
+    name = cfg.recipe["name"]
     try:
         recipe_class, options = recipe_class_and_knobs(cfg.recipe, patterns)
         recipe = make_recipe(recipe_class, **options)
@@ -122,10 +122,6 @@ def resolve_patterns_and_recipe(cfg) -> Tuple[Dict[str, NM], str]:
     """(patterns, canonical recipe name) of a composed config: what a run's name needs, before any check."""
     patterns = sparsity_patterns(cfg)
     return patterns, recipe_class_and_knobs(cfg.recipe, patterns)[0].name
-
-
-def _recipe_setting(recipe_cfg, key: str):
-    return recipe_cfg[key] if isinstance(recipe_cfg, dict) else getattr(recipe_cfg, key)
 
 
 def check_budget(cfg: TrainConfig) -> Tuple[str, float]:

@@ -4,8 +4,13 @@ Both are timed interleaved (the order alternates every round) and the medians
 are compared, so a shared or throttled machine moves both alike: read the
 ratio (reference time / nm_mask time; above 1 means nm_mask is faster).
 
-    python benchmarks/mask_speed.py            # full grid, about 10 rounds each
+    python benchmarks/mask_speed.py            # full grid, about 10 rounds each (~10 min)
     python benchmarks/mask_speed.py --quick    # fewer rounds, one shape
+
+Then two checks of nm_mask alone: how its time scales with the number of
+weights (4 sizes, time per weight should stay flat), and its peak memory beyond
+the weight and the returned mask, in units of the weight's size (each pattern
+in a fresh subprocess, from the peak resident set size).
 
 Writes benchmarks/results/mask_speed.json.
 """
@@ -15,7 +20,10 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -49,6 +57,53 @@ def interleaved(fns, args, rounds: int) -> list[float]:
     return [statistics.median(t) for t in times]
 
 
+SCALING_SIZES = ((768, 768), (3072, 768), (3072, 3072), (6144, 3072))
+SCALING_PATTERNS = ((2, 4), (1, 16), (8, 16), (1, 128))
+MEMORY_SHAPE = (8192, 8192)  # 256 MiB in float32: large against the interpreter's own memory
+
+
+def scaling(rounds: int) -> list:
+    """nm_mask's time per weight at 4 sizes, one thread, float32: flat means linear in the number of weights."""
+    rows = []
+    for n, m in SCALING_PATTERNS:
+        per_weight = []
+        for shape in SCALING_SIZES:
+            w = torch.randn(*shape)
+            (t,) = interleaved((nm_mask,), (w, n, m), rounds)
+            per_weight.append(t / w.numel() * 1e9)
+        rows.append({"pattern": f"{n}:{m}", "sizes": [list(s) for s in SCALING_SIZES], "ns_per_weight": per_weight,
+                     "max_over_min": max(per_weight) / min(per_weight)})
+        print(f"{n}:{m:<4} ns/weight at " + ", ".join(f"{a}x{b}: {v:.2f}" for (a, b), v in zip(SCALING_SIZES, per_weight))
+              + f"  (max/min {rows[-1]['max_over_min']:.2f})", flush=True)
+    return rows
+
+
+def peak_extra_memory(n: int, m: int, dtype: str) -> float:
+    """In a fresh process: nm_mask's peak memory beyond the weight and its mask, in weights' sizes."""
+    w = torch.empty(*MEMORY_SHAPE, dtype=getattr(torch, dtype)).normal_()  # filled in place: no temporary
+    nm_mask(w[:64], n, m)  # load code paths before the baseline
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    mask = nm_mask(w, n, m)
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return (after - before - mask.numel() * mask.element_size()) / (w.numel() * w.element_size())
+
+
+def memory() -> list:
+    rows = []
+    for dtype in ("float32", "bfloat16"):
+        for n, m in PATTERNS:
+            code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import mask_speed; "
+                    f"print(mask_speed.peak_extra_memory({n}, {m}, {dtype!r}))")
+            # Every large block straight from mmap and back: the resident set then follows what is alive.
+            env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
+            out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+            rows.append({"pattern": f"{n}:{m}", "dtype": dtype, "shape": list(MEMORY_SHAPE),
+                         "peak_extra_weights": float(out.stdout.split()[-1])})
+            print(f"{n}:{m:<4} {dtype:>9}: peak memory beyond weight and mask = "
+                  f"{rows[-1]['peak_extra_weights']:.2f} x the weight", flush=True)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="5 rounds, 3072x768 only")
@@ -77,7 +132,12 @@ def main() -> None:
                     rows.append(row)
                     print(f"{row['pattern']:>7} {'x'.join(map(str, shape)):>10} {row['dtype']:>9} {threads:>3} "
                           f"{t_mask * 1e3:10.2f} {t_ref * 1e3:8.2f} {row['ratio']:6.2f}", flush=True)
+    torch.set_num_threads(1)
+    print("\nscaling (float32, one thread):")
+    scale_rows = scaling(rounds)
     torch.set_num_threads(all_threads)
+    print(f"\nmemory ({MEMORY_SHAPE[0]}x{MEMORY_SHAPE[1]}):")
+    memory_rows = memory()
     below = [r for r in rows if r["ratio"] < 2.0]
     print(f"{len(rows) - len(below)}/{len(rows)} cases at least 2x faster than the reference")
     for r in below:
@@ -87,6 +147,7 @@ def main() -> None:
     out.write_text(json.dumps({
         "torch": torch.__version__, "machine": platform.machine(), "cpu_count": os.cpu_count(),
         "rounds": rounds, "quick": args.quick, "load_average": list(os.getloadavg()), "results": rows,
+        "scaling": scale_rows, "memory": memory_rows,
     }, indent=1))
     print(f"wrote {out}")
 

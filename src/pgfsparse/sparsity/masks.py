@@ -21,9 +21,10 @@ faster than bf16/fp16 float ops on CPU). Which path serves which pattern:
   differ this is exact; where they are equal (a tie at the threshold) only
   those groups are redone by `top_n_per_group`. Measured 2-5x faster than a
   sort-based selection (benchmarks/mask_speed.py, README "Speed").
-* N = 1 or N = M - 1 with other M (1:128): one `amax`/`amin` reduction and a
-  threshold; one count checks that every group kept N, else the groups that
-  did not are redone by `top_n_per_group`.
+* N = 1 with other M (1:128): an argmax of the integer magnitudes (exact).
+  N = M - 1 with other M: one `amin` reduction and a threshold; one count
+  checks that every group kept N, else the groups that did not are redone by
+  `top_n_per_group`.
 * anything else, and the tie repair: `top_n_per_group`. N = 1 is an argmax.
   Otherwise every |w| becomes a unique integer key (value bits, then index):
   N = M - 1 prunes the argmin, and any other N thresholds each group at a
@@ -193,18 +194,19 @@ def _network_mask(keys: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tenso
 
 
 def _extreme_mask(keys: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """For n = 1 or n = M - 1: keep ``keys >= max`` or ``keys > min`` (one amax/amin reduction).
+    """For n = 1: the argmax of each group (exact: argmax returns the first maximum, our tie rule).
 
-    Exact where no other element equals the extreme; a single count tells whether
-    any group kept other than n (then the (G,) bool of those groups, else None).
+    For n = M - 1: keep ``keys > min`` (one amin reduction), exact where no other
+    element equals the minimum; a single count tells whether any group kept other
+    than n (then the (G,) bool of those groups, else None).
     """
     if n == 1:
-        mask = keys >= keys.amax(dim=-1, keepdim=True)
-    else:
-        mask = keys > keys.amin(dim=-1, keepdim=True)
+        index = keys.argmax(dim=-1, keepdim=True)
+        return torch.zeros(keys.shape, dtype=torch.bool, device=keys.device).scatter_(-1, index, True), None
+    mask = keys > keys.amin(dim=-1, keepdim=True)
     if int(mask.count_nonzero()) == n * keys.shape[0]:
         return mask, None
-    return mask, mask.sum(dim=-1) != n
+    return mask, mask.sum(dim=-1, dtype=torch.int32) != n  # an int64 sum would first copy the mask as int64
 
 
 def _fast_top_n(weight: torch.Tensor, n: int, m: int) -> torch.Tensor:

@@ -178,6 +178,9 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
     precision: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | fp32 | bf16 | fp16
+    # Peak FLOP/s of one device, for train/mfu; None = peak_flops.py's table (CUDA), else no MFU (CPU)
+    peak_flops: Optional[float] = None
+    compile: bool = False  # run the model under torch.compile, sparsity parametrization in place (eval stays eager)
     log_every: int = 20  # optimizer steps between metric lines
     eval_every: Optional[int] = None  # steps between evaluations; None = at the end only
     checkpoint_every: Optional[int] = 200  # steps between checkpoints (and one at the end)

@@ -15,6 +15,8 @@ from typing import Any, Dict, Optional
 from .files import atomic_write_text
 
 METRICS, SUMMARY = "metrics.jsonl", "summary.json"
+# Training-log fields measured by the clock: the only ones a resumed run does not reproduce exactly.
+WALL_CLOCK_KEYS = ("train/examples_per_s", "train/flops_per_s", "train/mfu")
 
 
 class MetricsFile:

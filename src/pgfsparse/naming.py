@@ -20,7 +20,7 @@ from .sparsity.recipes import canonical_recipe_name
 # where and how fast it runs but not its result: they never enter a name.
 _IN_BASE_NAME = ("model", "sparsity", "recipe", "recipe.name", "seed")
 _NOT_RESULTS = ("hydra", "sweep", "threads", "logger", "resume", "output_dir", "device", "log_every",
-                "checkpoint_every", "data.num_workers")
+                "checkpoint_every", "data.num_workers", "peak_flops", "compile")  # compile: same within float error
 _MAX_NAME = 100
 
 

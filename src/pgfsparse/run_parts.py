@@ -4,6 +4,7 @@
          -> optimizer + LR schedule (timm) -> state restored from a checkpoint
 
 The order is also the order of random draws after seeding, so it fixes a run's numbers.
+compile=true wraps the model the loop calls in torch.compile once the sparsifier is attached.
 """
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ class RunParts:
     start_step: int
     wall_offset: float  # seconds trained before this launch
     run_id: str  # the W&B run id, kept across resumes
+    peak_flops: Optional[float] = None  # one device's peak FLOP/s (peak_flops.py): train/mfu's denominator
 
 
 def build_run_parts(cfg: TrainConfig, task, patterns, recipe, process, device: torch.device,
@@ -48,6 +50,7 @@ def build_run_parts(cfg: TrainConfig, task, patterns, recipe, process, device: t
     from timm.optim import create_optimizer_v2
 
     from .flops import FlopCounter
+    from .peak_flops import peak_flops
 
     seed_everything(cfg.seed)
     data = task.build_data()
@@ -68,6 +71,8 @@ def build_run_parts(cfg: TrainConfig, task, patterns, recipe, process, device: t
     lr_schedule = build_lr_schedule(cfg, optimizer, total_steps)
     scaler = torch.amp.GradScaler(enabled=cfg.precision == "fp16" and device.type == "cuda")
     ddp_model = distributed.wrap(model, process, device)
+    if cfg.compile:  # after the sparsifier: its parametrizations are traced into the graph
+        ddp_model = compiled(ddp_model, device)
     start_step, wall_offset, run_id = 0, 0.0, uuid.uuid4().hex[:12]
     if resumed is not None:
         model.load_state_dict(resumed["model"])
@@ -82,7 +87,7 @@ def build_run_parts(cfg: TrainConfig, task, patterns, recipe, process, device: t
         run_id = resumed.get("run_id", run_id)
     return RunParts(data, model, ddp_model, sparsifier, flops, train_examples, examples_per_step, total_steps,
                     optimizer, lr_schedule, scaler, autocast_for(cfg.precision, device), start_step, wall_offset,
-                    run_id)
+                    run_id, peak_flops(device, cfg.precision, cfg.peak_flops))
 
 
 def _check_batch_fits(cfg: TrainConfig, train_examples: Optional[int], world_size: int) -> None:
@@ -145,6 +150,23 @@ def build_lr_schedule(cfg: TrainConfig, optimizer, total_steps: int):
     if s.name == "cosine":
         return CosineLRScheduler(optimizer, t_initial=max(total_steps - warmup, 1), lr_min=s.min_lr, **common)
     return StepLRScheduler(optimizer, decay_t=total_steps + 1, decay_rate=1.0, **common)  # constant
+
+
+def compiled(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """`model` under torch.compile, or a ConfigError now if this machine cannot build kernels.
+
+    torch.compile is lazy: without a C++ compiler (CPU) or Triton (CUDA) it would fail at the
+    first step, so a one-op function is compiled first. Only the loop calls the wrapper: checkpoints
+    and evaluation use the plain module (state_dict keys without the `_orig_mod.` prefix).
+    """
+    try:
+        torch.compile(lambda x: x * 2 + 1)(torch.ones(2, device=device))
+    except Exception as error:  # noqa: BLE001 - a missing compiler surfaces as any of several errors
+        from .messages import first_line
+
+        raise ConfigError(f"compile=true: torch.compile cannot build kernels here ({first_line(error)[:200]}): "
+                          "install a C++ compiler (CPU) or Triton (CUDA), or set compile=false") from None
+    return torch.compile(model)
 
 
 def autocast_for(precision: str, device: torch.device):

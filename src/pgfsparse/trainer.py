@@ -44,6 +44,7 @@ class Divergence(RuntimeError):
 class Trainer:
     parts: RunParts  # what fit() builds
     resumed_from: int = 0  # the step fit() started from
+    loop_seconds: Optional[float] = None  # this launch's training loop, first step to last log line
 
     def __init__(self, cfg: TrainConfig, run_dir: Path, choices: Optional[Dict[str, str]] = None,
                  sweep_name: Optional[str] = None, name: Optional[str] = None):
@@ -140,17 +141,27 @@ class Trainer:
                     window_steps += 1
                     progress.update(1)
                     if done % cfg.log_every == 0 or done == total:
-                        seconds = time.perf_counter() - window_start
+                        seconds = max(time.perf_counter() - window_start, 1e-9)
+                        first = done - window_steps  # the window's first step
+                        flops_per_s, mfu = _throughput(
+                            parts.flops.cumulative_train_flops(done) - parts.flops.cumulative_train_flops(first),
+                            seconds, parts.peak_flops, self.process.world_size)
                         event = {"train/loss": window_loss / window_steps,
                                  "train/lr": parts.optimizer.param_groups[0]["lr"],
-                                 "train/examples_per_s": window_examples / max(seconds, 1e-9)}
+                                 "train/examples_per_s": window_examples / seconds,
+                                 "train/flops_per_s": flops_per_s}
+                        if mfu is not None:
+                            event["train/mfu"] = mfu
                         if parts.train_examples:
                             event["epoch"] = done * parts.examples_per_step / parts.train_examples
                         if cfg.optim.grad_clip:
                             event["train/grad_norm"] = float(grad_norm)
                         self._log(metrics, wandb, done, "train", event)
                         progress.set_postfix(loss=f"{event['train/loss']:.3f}",
-                                             ex_s=f"{event['train/examples_per_s']:.0f}")
+                                             ex_s=f"{event['train/examples_per_s']:.0f}",
+                                             **_flops_postfix(flops_per_s, mfu))
+                        if done == total:  # the loop's own time in this launch: summary()'s FLOP/s
+                            self.loop_seconds = time.perf_counter() - began - parts.wall_offset
                         window_loss, window_steps, window_examples, window_start = 0.0, 0, 0, time.perf_counter()
                     if cfg.eval_every and done % cfg.eval_every == 0 and done != total:
                         self._log(metrics, wandb, done, "eval", self.evaluate())
@@ -242,6 +253,20 @@ class Trainer:
                 f"sparsity:{describe_sparsity(self.patterns)}", f"recipe:{self.recipe.name}",
                 f"seed:{self.cfg.seed}", *self.cfg.logger.tags]
 
+    def _run_throughput(self) -> Dict[str, Any]:
+        """summary.json's FLOP/s and MFU: this launch's steps over its loop time (final eval excluded).
+
+        A resumed run counts only the steps since its checkpoint, over its own loop: earlier launches'
+        time is not measured the same way (it holds their evaluations and start-up). None when this
+        launch trained no step (it resumed a finished run to redo the end).
+        """
+        parts, flops = self.parts, self.parts.flops
+        rate = mfu = None
+        if self.loop_seconds and parts.total_steps > self.resumed_from:
+            trained = flops.cumulative_train_flops(parts.total_steps) - flops.cumulative_train_flops(self.resumed_from)
+            rate, mfu = _throughput(trained, self.loop_seconds, parts.peak_flops, self.process.world_size)
+        return {"train_flops_per_s": rate, "mfu": mfu, "peak_flops": parts.peak_flops}
+
     def summary(self, final: Dict[str, float], wall: float) -> Dict[str, Any]:
         metric, parts = self.task.eval_metric, self.parts
         budget_kind, budget_value = check_budget(self.cfg)
@@ -271,10 +296,26 @@ class Trainer:
             "eval_value_strict": final[f"eval_strict/{metric}"],
             "eval": final,
             "wall_seconds": wall,
+            **self._run_throughput(),
             "sparse_layers": len(parts.sparsifier.layers),
             "skipped_layers": parts.sparsifier.skipped,
             "run_dir": str(self.run_dir),
         }
+
+
+def _throughput(flops: float, seconds: float, peak: Optional[float], processes: int):
+    """(FLOP/s, MFU or None): MFU against the peak of every process's device (FLOPs count all of them)."""
+    rate = flops / seconds
+    return rate, (rate / (peak * processes) if peak else None)
+
+
+def _flops_postfix(flops_per_s: float, mfu: Optional[float]) -> Dict[str, str]:
+    """The progress bar's FLOP/s (tflops=0.17 or gflops=170) and MFU (mfu=12.3%) when known."""
+    unit, scale = ("tflops", 1e12) if flops_per_s >= 1e12 else ("gflops", 1e9)
+    shown = {unit: f"{flops_per_s / scale:.3g}"}
+    if mfu is not None:
+        shown["mfu"] = f"{mfu:.1%}"
+    return shown
 
 
 def _check_finite(loss: float, grad_norm: float, step: int) -> None:

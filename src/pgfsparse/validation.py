@@ -218,9 +218,11 @@ RANGES: Dict[str, Range] = {
     "checkpoint_every": AT_LEAST_1,
     "diagnostics_every": NON_NEGATIVE,  # 0 = off
     "threads": AT_LEAST_1,
+    "peak_flops": POSITIVE,
 }
 NULL_MEANS = {"optim.grad_clip": "off", "eval_every": "at the end only", "checkpoint_every": "only at the end",
-              "data.eval_limit": "all", "data.generate_limit": "all", "threads": "automatic"}
+              "data.eval_limit": "all", "data.generate_limit": "all", "threads": "automatic",
+              "peak_flops": "the device table"}
 
 
 def check_ranges(cfg: TrainConfig) -> None:

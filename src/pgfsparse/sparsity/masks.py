@@ -10,9 +10,17 @@ Groups are M consecutive elements along the reduction dimension:
 
 Inside a group the N largest |w| are kept. Tie rule: among equal magnitudes the
 lowest index in the group wins (ties are common in bf16 and after pruning to
-zero). No sort is done. Magnitudes are compared as integers: the float's bits
-with the sign cleared (monotonic in |w|, exact in every float dtype, and much
-faster than bf16/fp16 float ops on CPU). Which path serves which pattern:
+zero). No sort is done.
+
+On CPU, float32/bfloat16/float16 weights go to a compiled kernel
+(`kernel.py`, `kernels/nm_select.cpp`, built on first use): one parallel pass
+over the groups, exact, and no temporary but the mask. Everywhere else (GPU,
+float64, no compiler, PGF_MASK_KERNEL=0), the pure-torch paths below give the
+same masks.
+
+Both compare magnitudes as integers: the float's bits with the sign cleared
+(monotonic in |w|, exact in every float dtype, and much faster than bf16/fp16
+float ops on CPU). Which pure-torch path serves which pattern:
 
 * M a power of two up to 32 (2:4, 1:4 .. 1:32, 3:8, 4:8, 8:16, 16:32, 15:16,
   31:32): a pruned Batcher selection network, run column-wise over all groups at
@@ -181,6 +189,9 @@ _INT_OF_FLOAT = {
 }
 
 
+_KERNEL_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
+
 def _network_mask(keys: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Threshold mask ``keys >= n-th largest`` and the (G,) bool of groups it gets wrong.
 
@@ -209,6 +220,22 @@ def _extreme_mask(keys: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tenso
     return mask, mask.sum(dim=-1, dtype=torch.int32) != n  # an int64 sum would first copy the mask as int64
 
 
+def _kernel_library():
+    """The compiled selection kernel (kernel.py), or None: then the pure-torch paths below serve."""
+    from . import kernel
+
+    return kernel.library()
+
+
+def _kernel_mask(library, weight: torch.Tensor, n: int, m: int) -> torch.Tensor:
+    """The (G, M) keep-mask from the compiled kernel: one parallel pass, no temporaries but a contiguous copy."""
+    groups = weight.detach().reshape(-1, m).contiguous()  # a view when the weight is contiguous already
+    keep = torch.empty(groups.shape, dtype=torch.bool)
+    select = library.pgf_nm_select_u32 if groups.element_size() == 4 else library.pgf_nm_select_u16
+    select(groups.data_ptr(), keep.data_ptr(), groups.shape[0], m, n, torch.get_num_threads())
+    return keep
+
+
 def _fast_top_n(weight: torch.Tensor, n: int, m: int) -> torch.Tensor:
     """The (G, M) keep-mask of |weight| in groups of m: a threshold, then the tie rule where needed.
 
@@ -216,6 +243,10 @@ def _fast_top_n(weight: torch.Tensor, n: int, m: int) -> torch.Tensor:
     thousand in bfloat16) and are redone, alone, by the exact `top_n_per_group`.
     Patterns with neither a network nor an extreme path go to it whole.
     """
+    if weight.dtype in _KERNEL_DTYPES and weight.device.type == "cpu" and weight.numel():
+        library = _kernel_library()
+        if library is not None:
+            return _kernel_mask(library, weight, n, m)
     if weight.dtype in _INT_OF_FLOAT and m & (m - 1) == 0 and m <= _MAX_NETWORK_M:
         mask, tied = _network_mask(_magnitude_keys(weight, m), n)
     elif weight.dtype in _INT_OF_FLOAT and n in (1, m - 1):

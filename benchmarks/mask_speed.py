@@ -78,13 +78,26 @@ def scaling(rounds: int) -> list:
     return rows
 
 
+def peak_resident_bytes(reset: bool = False) -> int:
+    """The process's peak resident set (Linux: VmHWM, which `reset` restarts from now; else ru_maxrss)."""
+    try:
+        if reset:
+            Path("/proc/self/clear_refs").write_text("5")
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def peak_extra_memory(n: int, m: int, dtype: str) -> float:
     """In a fresh process: nm_mask's peak memory beyond the weight and its mask, in weights' sizes."""
-    w = torch.empty(*MEMORY_SHAPE, dtype=getattr(torch, dtype)).normal_()  # filled in place: no temporary
-    nm_mask(w[:64], n, m)  # load code paths before the baseline
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    w = torch.empty(*MEMORY_SHAPE, dtype=getattr(torch, dtype)).normal_()
+    nm_mask(w[:64], n, m)  # load code paths (and build the kernel) before the baseline
+    before = peak_resident_bytes(reset=True)  # the peak from here on, not weight creation's
     mask = nm_mask(w, n, m)
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    after = peak_resident_bytes()
     return (after - before - mask.numel() * mask.element_size()) / (w.numel() * w.element_size())
 
 

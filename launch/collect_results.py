@@ -7,7 +7,8 @@ For every point of the sweep it keeps `summary.json` (finished points),
 still training is recorded as unfinished at its last logged step) and
 `diagnostics.jsonl` (the diagnostics lines of metrics.jsonl: the gradient-noise
 curves), plus `curves.jsonl` (the train and eval lines, for training curves).
-Run it again at any time: it overwrites what it copied before. `pgf-report
+Run it again at any time: it overwrites what it copied before, except the curves of
+a point whose sweep folder has no metrics.jsonl (one restored from DEST). `pgf-report
 DEST` then regenerates every table and plot from these files alone.
 """
 from __future__ import annotations
@@ -26,8 +27,10 @@ def collect(sweep: Path, dest: Path) -> int:
         out.mkdir(parents=True, exist_ok=True)
         metrics = point / "metrics.jsonl"
         events = [json.loads(line) for line in metrics.read_text().splitlines() if line] if metrics.exists() else []
-        _write(out / "diagnostics.jsonl", [e for e in events if e["event"] == "diagnostics"])
-        _write(out / "curves.jsonl", [e for e in events if e["event"] in ("train", "eval")])
+        if metrics.exists() or not (out / "curves.jsonl").exists():
+            # a point restored from results/ (launch/evidence.sh) has no metrics: keep its collected curves
+            _write(out / "diagnostics.jsonl", [e for e in events if e["event"] == "diagnostics"])
+            _write(out / "curves.jsonl", [e for e in events if e["event"] in ("train", "eval")])
         if (point / "summary.json").exists():
             shutil.copyfile(point / "summary.json", out / "summary.json")
         status = json.loads((point / "status.json").read_text())

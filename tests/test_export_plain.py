@@ -25,6 +25,7 @@ sys.path.append({site!r})
 assert importlib.util.find_spec("pgfsparse") is None, "pgfsparse is importable"
 import safetensors.torch as st, timm, torch
 from transformers import T5ForConditionalGeneration
+torch.set_num_threads({threads})  # the parent's: other thread counts split the sums differently on some CPUs
 
 spec = json.load(open({timm_json!r}))
 vit = timm.create_model(spec["name"], pretrained=False, **spec["kwargs"]).eval()
@@ -64,7 +65,8 @@ def test_timm_and_hf_exports_load_without_pgfsparse(tmp_path):
     paths = dict(site=sysconfig.get_paths()["purelib"], timm_json=str(timm_json),
                  timm_file=str(tmp_path / "vit.safetensors"), inputs=str(tmp_path / "inputs.safetensors"),
                  vit_again=str(tmp_path / "vit2.safetensors"), hf_dir=str(tmp_path / "t5"),
-                 hf_again=str(tmp_path / "t5_again"), result=str(tmp_path / "out.safetensors"))
+                 hf_again=str(tmp_path / "t5_again"), result=str(tmp_path / "out.safetensors"),
+                 threads=torch.get_num_threads())
     done = subprocess.run([sys.executable, "-I", "-S", "-c", textwrap.dedent(CHILD.format(**paths))],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]

@@ -29,17 +29,9 @@ from pathlib import Path
 
 import torch
 
+from trainer_throughput import compose, local_dataset  # noqa: E402 - benchmarks/ is the script's own folder
+
 RESULTS = Path(__file__).parent / "results" / "compile_speed.json"
-
-
-def compose(*overrides):
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_module
-
-    from pgfsparse.validation import to_train_config
-
-    with initialize_config_module(config_module="pgfsparse.conf", version_base="1.3"):
-        return to_train_config(hydra_compose(config_name="train", overrides=list(overrides)))
 
 
 def build_side(cfg, data, compiled: bool, run_dir: Path):
@@ -88,7 +80,7 @@ def main() -> None:
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="pgf-inductor-")
     torch.set_num_threads(args.threads)
 
-    dataset = "cifar10" if Path(os.environ.get("PGF_DATA_DIR", "/nonexistent"), "cifar10").is_dir() else "digits"
+    dataset = local_dataset()
     total = 100_000  # a long run: the timed steps sit early in it (MDGF's D > 0), as in step_time.py
     base = ["model=vit", f"data={dataset}", "logger=local", f"budget.steps={total}", f"data.batch_size={args.batch}",
             "checkpoint_every=null"]

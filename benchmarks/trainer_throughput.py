@@ -25,6 +25,11 @@ from pathlib import Path
 import torch
 
 
+def local_dataset() -> str:
+    """cifar10 when PGF_DATA_DIR holds it, else the offline digits."""
+    return "cifar10" if Path(os.environ.get("PGF_DATA_DIR", "/nonexistent"), "cifar10").is_dir() else "digits"
+
+
 def compose(*overrides):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_module
@@ -60,8 +65,8 @@ def hand_written_loop(cfg, data, steps: int, warmup: int) -> float:
     return steps * cfg.data.batch_size / (time.perf_counter() - start)
 
 
-def trainer_loop(cfg, data, steps: int, warmup: int) -> float:
-    """Examples/s of pgf-train's Trainer over the same steps (its own log windows, evaluation excluded)."""
+def run_trainer(cfg, data):
+    """pgf-train's Trainer over cfg's steps, evaluation excluded: (metrics.jsonl events, summary)."""
     from pgfsparse.trainer import Trainer
 
     with tempfile.TemporaryDirectory() as run_dir:
@@ -69,12 +74,17 @@ def trainer_loop(cfg, data, steps: int, warmup: int) -> float:
         trainer.task.build_data = lambda: data  # reuse the decoded data: loading is not what is timed
         trainer.evaluate = lambda: {"eval/top1": 0.0, "eval_strict/top1": 0.0}
         trainer.fit()
-        windows = [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
-        summary = json.loads((Path(run_dir) / "summary.json").read_text())
+        events = [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
+        return events, json.loads((Path(run_dir) / "summary.json").read_text())
+
+
+def trainer_loop(cfg, data, steps: int, warmup: int):
+    """(examples/s, training FLOPs per example) of the Trainer over the same steps (its own log windows)."""
+    events, summary = run_trainer(cfg, data)
     seconds = [cfg.log_every * cfg.data.batch_size / e["train/examples_per_s"]
-               for e in windows if e["event"] == "train"][warmup // cfg.log_every:]
-    trainer_loop.flops_per_example = summary["train_flops"] / (summary["steps"] * summary["examples_per_step"])
-    return len(seconds) * cfg.log_every * cfg.data.batch_size / sum(seconds)
+               for e in events if e["event"] == "train"][warmup // cfg.log_every:]
+    flops_per_example = summary["train_flops"] / (summary["steps"] * summary["examples_per_step"])
+    return len(seconds) * cfg.log_every * cfg.data.batch_size / sum(seconds), flops_per_example
 
 
 SETTINGS = {
@@ -83,25 +93,32 @@ SETTINGS = {
 }
 
 
-def measure(setting: str, dataset: str, args) -> dict:
-    """Alternating repeats of the two loops on one setting: their medians, and the ratio's median and range."""
+def setting_config(setting: str, dataset: str, args):
+    """(config, decoded data) of one setting, dense, warm-up plus timed steps long."""
     from pgfsparse.data import build_image_data
 
-    total = args.warmup + args.steps
-    cfg = compose("model=vit", f"data={dataset}", "logger=local", f"budget.steps={total}", "log_every=5",
-                  "checkpoint_every=null", "diagnostics_every=0", *SETTINGS[setting])
-    data = build_image_data(cfg.data)
+    cfg = compose("model=vit", f"data={dataset}", "logger=local", f"budget.steps={args.warmup + args.steps}",
+                  "log_every=5", "checkpoint_every=null", "diagnostics_every=0", *SETTINGS[setting])
+    return cfg, build_image_data(cfg.data)
+
+
+def measure(setting: str, dataset: str, args) -> dict:
+    """Alternating repeats of the two loops on one setting: their medians, and the ratio's median and range."""
+    cfg, data = setting_config(setting, dataset, args)
     hand, ours = [], []
     for repeat in range(args.repeats):
-        sides = [("hand", hand_written_loop, hand), ("trainer", trainer_loop, ours)]
-        for _, loop, into in (sides if repeat % 2 == 0 else sides[::-1]):
-            into.append(loop(cfg, data, args.steps, args.warmup))
+        for side in (("hand", "trainer") if repeat % 2 == 0 else ("trainer", "hand")):
+            if side == "hand":
+                hand.append(hand_written_loop(cfg, data, args.steps, args.warmup))
+            else:
+                examples_per_s, flops_per_example = trainer_loop(cfg, data, args.steps, args.warmup)
+                ours.append(examples_per_s)
         print(f"{setting} repeat {repeat + 1}: hand-written {hand[-1]:.1f} ex/s, trainer {ours[-1]:.1f} ex/s, "
               f"ratio {ours[-1] / hand[-1]:.3f}", flush=True)
     ratios = [o / h for o, h in zip(ours, hand)]
-    flops_per_example = trainer_loop.flops_per_example  # dense: the same every step
     return {"setting": setting, "train_flops_per_example": flops_per_example,
-            "trainer_flops_per_s": statistics.median(ours) * flops_per_example, "data": dataset, "batch": cfg.data.batch_size, "steps": args.steps,
+            "trainer_flops_per_s": statistics.median(ours) * flops_per_example,  # dense: the same every step
+            "data": dataset, "batch": cfg.data.batch_size, "steps": args.steps,
             "repeats": args.repeats, "hand_examples_per_s": statistics.median(hand),
             "trainer_examples_per_s": statistics.median(ours), "ratio": statistics.median(ratios),
             "ratio_min": min(ratios), "ratio_max": max(ratios), "ratios": ratios}
@@ -123,21 +140,10 @@ def profile(setting: str, dataset: str, args) -> None:
     import cProfile
     import pstats
 
-    from pgfsparse.data import build_image_data
-    from pgfsparse.trainer import Trainer
-
+    cfg, data = setting_config(setting, dataset, args)
     total = args.warmup + args.steps
-    cfg = compose("model=vit", f"data={dataset}", "logger=local", f"budget.steps={total}", "log_every=5",
-                  "checkpoint_every=null", "diagnostics_every=0", *SETTINGS[setting])
-    data = build_image_data(cfg.data)
-    with tempfile.TemporaryDirectory() as run_dir:
-        trainer = Trainer(cfg, Path(run_dir), choices={"model": "vit"})
-        trainer.task.build_data = lambda: data
-        trainer.evaluate = lambda: {"eval/top1": 0.0, "eval_strict/top1": 0.0}
-        profiler = cProfile.Profile()
-        profiler.enable()
-        trainer.fit()
-        profiler.disable()
+    profiler = cProfile.Profile()
+    profiler.runcall(run_trainer, cfg, data)
     stats = pstats.Stats(profiler).stats  # (file, line, function) -> (calls, calls, own s, cumulative s, callers)
 
     def cumulative(path_end: str, function: str) -> float:
@@ -165,13 +171,12 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="instead: where a trainer step's time goes")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    dataset = local_dataset()
     if args.profile:
-        dataset = "cifar10" if Path(os.environ.get("PGF_DATA_DIR", "/nonexistent"), "cifar10").is_dir() else "digits"
         for setting in args.settings.split(","):
             profile(setting, dataset, args)
         return
 
-    dataset = "cifar10" if Path(os.environ.get("PGF_DATA_DIR", "/nonexistent"), "cifar10").is_dir() else "digits"
     results = [measure(setting, dataset, args) for setting in args.settings.split(",")]
     print(f"\ntrainer / hand-written throughput on {dataset}, {args.threads} threads, load {os.getloadavg()[0]:.1f}:")
     for r in results:

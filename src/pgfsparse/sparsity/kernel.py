@@ -57,7 +57,7 @@ def _build(compiler: str) -> Path:
     return target
 
 
-def _load() -> Optional[ctypes.CDLL]:
+def _load() -> ctypes.CDLL:
     compiler = _compiler()
     if compiler is None:
         raise RuntimeError(f"no C++ compiler found: {os.environ.get('CXX') or 'c++, g++, clang++'}; set CXX")

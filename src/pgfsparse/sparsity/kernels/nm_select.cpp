@@ -21,8 +21,9 @@ namespace {
 
 constexpr int64_t kMaxCountM = 64;
 
+// mag, keys, order: per-thread scratch of m entries each.
 template <typename Bits>
-void select_group(const Bits* row, uint8_t* keep, int64_t m, int64_t n, int32_t* mag, int64_t* keys) {
+void select_group(const Bits* row, uint8_t* keep, int64_t m, int64_t n, int32_t* mag, int64_t* keys, int64_t* order) {
   const Bits magnitude = static_cast<Bits>(std::numeric_limits<Bits>::max() >> 1);  // all but the sign bit
   if (n == 1) {
     int64_t best = 0;
@@ -57,8 +58,8 @@ void select_group(const Bits* row, uint8_t* keep, int64_t m, int64_t n, int32_t*
   }
   // Unique keys: magnitude, then the lower index first; the n-th largest is the threshold.
   for (int64_t i = 0; i < m; ++i) keys[i] = (int64_t(mag[i]) << 32) | (0xFFFFFFFFLL - i);
-  std::vector<int64_t> order(keys, keys + m);
-  std::nth_element(order.begin(), order.begin() + (n - 1), order.end(), std::greater<int64_t>());
+  std::copy(keys, keys + m, order);
+  std::nth_element(order, order + (n - 1), order + m, std::greater<int64_t>());
   const int64_t threshold = order[n - 1];
   for (int64_t i = 0; i < m; ++i) keep[i] = keys[i] >= threshold;
 }
@@ -68,9 +69,11 @@ void select_all(const Bits* bits, uint8_t* keep, int64_t groups, int64_t m, int6
 #pragma omp parallel num_threads(threads)
   {
     std::vector<int32_t> mag(m);
-    std::vector<int64_t> keys(m);
+    std::vector<int64_t> keys(m), order(m);
 #pragma omp for schedule(static)
-    for (int64_t g = 0; g < groups; ++g) select_group(bits + g * m, keep + g * m, m, n, mag.data(), keys.data());
+    for (int64_t g = 0; g < groups; ++g) {
+      select_group(bits + g * m, keep + g * m, m, n, mag.data(), keys.data(), order.data());
+    }
   }
 }
 

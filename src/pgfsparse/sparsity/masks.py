@@ -237,7 +237,8 @@ def _kernel_mask(library, weight: torch.Tensor, n: int, m: int) -> torch.Tensor:
 
 
 def _fast_top_n(weight: torch.Tensor, n: int, m: int) -> torch.Tensor:
-    """The (G, M) keep-mask of |weight| in groups of m: a threshold, then the tie rule where needed.
+    """The (G, M) keep-mask of |weight| in groups of m: the compiled kernel on CPU when it is available,
+    else a threshold, then the tie rule where needed.
 
     Groups with a tie at the threshold are few (none in float32 noise, a few per
     thousand in bfloat16) and are redone, alone, by the exact `top_n_per_group`.

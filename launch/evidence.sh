@@ -5,26 +5,42 @@
 # the 1:32 recipes of seed 0 first, then dense and 1:16, the iso-FLOP SR-STE runs, the other
 # seeds, then the Multi30k T5 grid. Every command is resumable: finished points are skipped and a
 # cut-off point resumes from its last checkpoint, so the script is simply started again after an
-# interruption. One training at a time, one thread, lowest priority: two 2-thread trainings on
-# 2 cores run 10-20x slower than one.
+# interruption. One thread per training, lowest priority: two 2-thread trainings on 2 cores run
+# 10-20x slower than one. On 2 cores, start the script twice (two workers, one core each): a point
+# that the other worker is training is skipped (pgf-train's run lock), so they share the list.
 #
 # The grid is pinned to commit 397e64c (the SHA in every collected summary): a later session
 # makes the same worktree (git worktree add ../evidence 397e64c, a venv, pip install -e .) and
-# starts this script again. Points already collected in results/ (launch/collect_results.py)
-# are copied back first, so they are skipped rather than trained again.
+# starts this script again. Points already collected in results/ are copied back first, so they
+# are skipped rather than trained again.
+#
+# bash launch/evidence.sh collect   (from the main checkout, whenever points finish)
+# copies every point of ../evidence/multirun into results/ (launch/collect_results.py: no
+# checkpoints) and regenerates the reports that docs/results.md quotes.
 set -uo pipefail
 export PGF_DATA_DIR="${PGF_DATA_DIR:-../shared/data}" HF_HUB_OFFLINE=1
+# sweep -> its folder under results/ (pgf-report results/cifar10 reads grid/ and isoflop/ together)
+declare -A FOLDER=([cifar10_grid]=cifar10/grid [cifar10_isoflop]=cifar10/isoflop [multi30k_grid]=multi30k/grid)
+
+if [[ ${1:-} == collect ]]; then
+  RUNS="${RUNS:-../evidence/multirun}"
+  for sweep in "${!FOLDER[@]}"; do
+    [[ -d $RUNS/$sweep ]] && python launch/collect_results.py "$RUNS/$sweep" "results/${FOLDER[$sweep]}"
+  done
+  pgf-report results/cifar10
+  [[ -d results/multi30k ]] && pgf-report results/multi30k --metric token_acc,bleu
+  exit 0
+fi
+
 RESULTS="${RESULTS:-../main/results}"
-restore() {  # restore GRID: finished points of results/GRID become finished points of multirun/GRID
-  local point
-  for point in "$RESULTS/$1"/*/summary.json; do
+for sweep in "${!FOLDER[@]}"; do  # finished points of results/ become finished points of multirun/
+  for point in "$RESULTS/${FOLDER[$sweep]}"/*/summary.json; do
     [[ -f $point ]] || continue
     point=$(dirname "$point")
-    mkdir -p "multirun/$1/${point##*/}"
-    cp -n "$point/summary.json" "$point/status.json" "multirun/$1/${point##*/}/"
+    mkdir -p "multirun/$sweep/${point##*/}"
+    cp -n "$point/summary.json" "$point/status.json" "multirun/$sweep/${point##*/}/"
   done
-}
-restore cifar10_grid; restore cifar10_isoflop; restore multi30k_grid
+done
 train() { nice -n 19 pgf-train -m threads=1 logger=local "$@"; }
 vision() { train experiment=cifar10_grid sweep=cifar10_grid "$@"; }
 isoflop() {  # SR-STE at 1:32 given exactly the training FLOPs of MDGF-Exp at 1:32 (same seed)
@@ -39,14 +55,16 @@ vision sparsity=1:32 recipe=srste,mdgf_exp,sdgf_step seed=0
 vision sparsity=dense recipe=dense seed=0
 vision sparsity=1:16 recipe=srste,mdgf_exp seed=0
 isoflop 0
+t5() { train experiment=multi30k_grid sweep=multi30k_grid "$@"; }
+t5 sparsity=dense recipe=dense seed=0   # early: does the 8-epoch budget reach dense BLEU >= 12?
 for seed in 1 2; do
   vision sparsity=1:32 recipe=srste,mdgf_exp,sdgf_step "seed=$seed"
   vision sparsity=1:16 recipe=srste,mdgf_exp "seed=$seed"
   isoflop "$seed"
 done
+t5 sparsity=1:32 recipe=srste,mdgf_exp seed=0
 vision sparsity=dense recipe=dense seed=1
-train experiment=multi30k_grid sweep=multi30k_grid sparsity=dense recipe=dense seed=0
-train experiment=multi30k_grid sweep=multi30k_grid
+t5 sparsity=1:32 recipe=srste,mdgf_exp seed=1
 # more of the grid, as time allows
 vision sparsity=1:32 recipe=mdgf_linear,mdgf_step,sdgf_geo seed=0
 vision sparsity=2:4,1:8 recipe=srste,mdgf_exp seed=0

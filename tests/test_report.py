@@ -21,6 +21,7 @@ import pytest
 from pgfsparse.report import collect_runs, format_budget, parse_run_name, summarize, to_markdown
 from pgfsparse.report.cli import main
 from pgfsparse.report.plots import pareto_front, running_mean
+from pgfsparse.report.noise import final_level, noise_levels
 from pgfsparse.report.table import sort_value
 
 PGF_REPORT = Path(sys.executable).parent / "pgf-report"
@@ -326,6 +327,61 @@ def test_metric_picks_another_final_eval_metric(tmp_path, capsys):
     assert main([str(tmp_path / "t5"), "--metric", "rouge", "--no-plots"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("pgf-report: error: no finished run has eval/rouge: choose one of") and "bleu" in err
+
+
+def test_several_metrics_give_a_row_per_setting_and_metric_in_the_order_asked(tmp_path, capsys):
+    for seed, (acc, bleu) in enumerate(((50.0, 20.0), (52.0, 24.0))):
+        write_run(tmp_path / "t5", model="t5", sparsity="1:32", recipe="srste", seed=seed, value=acc,
+                  extra_eval={"eval/bleu": bleu, "eval_strict/bleu": bleu - 2})
+    write_run(tmp_path / "t5", model="t5", sparsity="dense", recipe="dense", seed=0, value=60.0,
+              extra_eval={"eval/bleu": 30.0, "eval_strict/bleu": 30.0})
+    assert main([str(tmp_path / "t5"), "--metric", "token_acc, eval/bleu", "--no-plots"]) == 0
+    rows = [(g["sparsity"], g["metric"], float(g["as_trained_mean"]), g["as_trained_n"])
+            for g in read_csv(tmp_path / "t5" / "report" / "table.csv")]
+    assert rows == [("dense", "token_acc", 60.0, "1"), ("dense", "bleu", 30.0, "1"),
+                    ("1:32", "token_acc", 51.0, "2"), ("1:32", "bleu", 22.0, "2")]
+    assert "| t5 | 1:32 | srste | epochs=2 | bleu | 22.00 | 2.83 | 2 | 20.00 | 2.83 | 2 |" in \
+        (tmp_path / "t5" / "report" / "table.md").read_text()
+    assert main([str(tmp_path / "t5"), "--metric", "token_acc,rouge", "--no-plots"]) == 2
+    assert "no finished run has eval/rouge" in capsys.readouterr().err
+
+
+def test_noise_levels_are_the_mean_of_each_curves_last_values_then_over_seeds(tmp_path):
+    # write_run logs grad_abs_var = noise / step and exp_avg_sq_var = noise / step^2 at steps 10, 20, 30, 40
+    for seed, noise in enumerate((1.0, 3.0)):
+        write_run(tmp_path / "g", sparsity="1:32", recipe="srste", seed=seed, noise=noise)
+    write_run(tmp_path / "g", sparsity="dense", recipe="dense", seed=0, noise=5.0)  # dense logs no diagnostics
+    rows = collect_runs([str(tmp_path / "g")])
+    (group,) = noise_levels(rows, window=2)
+    last_two = (1 / 30 + 1 / 40) / 2  # noise 1: the mean of the last two |grad| variances
+    assert (group["sparsity"], group["recipe"]) == ("1:32", "srste")
+    assert group["sparsity/ff/grad_abs_var"]["mean"] == pytest.approx(2 * last_two)  # seeds: 1x and 3x
+    assert group["sparsity/ff/grad_abs_var"]["std"] == pytest.approx(2 ** 0.5 * last_two)
+    assert group["sparsity/ff/exp_avg_sq_var"]["mean"] == pytest.approx(2 * (1 / 900 + 1 / 1600) / 2)
+    assert group["sparsity/ff/exp_avg_sq_var"]["n"] == 2
+    assert final_level([4.0, 1.0, 2.0], window=5) == pytest.approx(7 / 3) and final_level([]) is None
+
+
+def test_report_writes_the_noise_table_and_none_without_diagnostics(grid, tmp_path, capsys):
+    assert main([str(grid), "--out", str(tmp_path / "r"), "--no-plots"]) == 0
+    noise = (tmp_path / "r" / "noise.md").read_text()
+    assert "| vit | 1:16 | mdgf_exp | epochs=2 |" in noise and "| vit | 1:16 | srste | epochs=2 |" in noise
+    assert "dense" not in noise.split("|---")[1] and noise in capsys.readouterr().out
+    row = next(line for line in noise.splitlines() if "| srste |" in line).split(" | ")
+    assert row[4] == f"{8 * (1 / 100 + 1 / 400 + 1 / 900 + 1 / 1600) / 4:.2e}".replace("e-0", "e-")  # 3 seeds alike
+    assert row[5] == "0.00e0" and row[6] == "3"
+    plain = tmp_path / "plain"
+    write_run(plain, sparsity="1:16", recipe="srste")
+    assert main([str(plain), "--out", str(tmp_path / "p"), "--no-plots"]) == 0
+    assert not (tmp_path / "p" / "noise.md").exists()
+
+
+def test_a_regenerated_svg_is_byte_identical(grid, tmp_path):
+    """Committed plots must not churn: no dates, no random element ids."""
+    assert main([str(grid), "--out", str(tmp_path / "a")]) == 0
+    assert main([str(grid), "--out", str(tmp_path / "b")]) == 0
+    for name in ("accuracy_vs_flops", "gradient_noise"):
+        assert (tmp_path / "a" / f"{name}.svg").read_bytes() == (tmp_path / "b" / f"{name}.svg").read_bytes()
 
 
 def test_plots_are_written_as_png_and_svg(grid, tmp_path, capsys):

@@ -1,11 +1,15 @@
-"""The committed results reproduce: `pgf-report results/<grid>` regenerates every committed table.
+"""The committed results reproduce: the documented `pgf-report results/...` commands regenerate every table.
 
-A results folder (launch/collect_results.py) holds each run's summary.json,
-status.json, curves and diagnostics; its report/table.md is what the README
-quotes. Regenerating it from the summaries alone must give the same text.
+A results folder (launch/evidence.sh collect, launch/collect_results.py) holds
+each run's summary.json, status.json, curves and diagnostics; its report/table.md
+is what the README and docs/results.md quote. Running the command the docs show
+on the summaries alone must give the same text, and docs/results.md must quote
+its tables verbatim, so no number there is typed by hand.
 """
 from __future__ import annotations
 
+import re
+import shlex
 from pathlib import Path
 
 import pytest
@@ -14,18 +18,47 @@ from pgfsparse.report.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results"
-GRIDS = sorted(p.parent.parent for p in RESULTS.glob("*/report/table.md"))
+RESULTS_DOC = ROOT / "docs" / "results.md"
+DOCS = (ROOT / "README.md", RESULTS_DOC)
+COMMANDS = sorted({command.strip() for doc in DOCS
+                   for command in re.findall(r"^pgf-report (results/[^#\n]+)", doc.read_text(), re.M)})
+REPORTS = sorted(p.parent for p in RESULTS.glob("**/report/table.md"))
 
 
-@pytest.mark.parametrize("grid", GRIDS, ids=[g.name for g in GRIDS])
-def test_committed_tables_are_regenerated_exactly(grid, tmp_path, monkeypatch):
-    monkeypatch.chdir(RESULTS.parent)  # the documented command, from the repository root: pgf-report results/<grid>
-    assert main([f"results/{grid.name}", "--out", str(tmp_path), "--no-plots"]) == 0
-    assert (tmp_path / "table.md").read_text() == (grid / "report" / "table.md").read_text()
+def report_dir(command: str) -> Path:
+    """Where a documented command writes: --out, else PATH/report."""
+    args = shlex.split(command)
+    return ROOT / (args[args.index("--out") + 1] if "--out" in args else Path(args[0]) / "report")
 
 
-def test_there_are_committed_results():
-    assert GRIDS, "results/<grid>/report/table.md: the README's tables come from here"
+@pytest.mark.parametrize("command", COMMANDS)
+def test_documented_commands_regenerate_the_committed_tables_exactly(command, tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)  # the documented commands run from the repository root
+    args = shlex.split(command)
+    if "--out" in args:
+        del args[args.index("--out"):args.index("--out") + 2]
+    assert main(args + ["--out", str(tmp_path), "--no-plots"]) == 0
+    for name in ("table.md", "noise.md"):
+        committed = report_dir(command) / name
+        assert (tmp_path / name).exists() == committed.exists(), name
+        if committed.exists():
+            assert (tmp_path / name).read_text() == committed.read_text(), name
+
+
+def test_every_committed_report_has_its_command_in_the_docs():
+    assert REPORTS, "results/<grid>/report/table.md: the README's tables come from here"
+    assert sorted(report_dir(c) for c in COMMANDS) == REPORTS
+
+
+def test_the_results_page_quotes_its_tables_verbatim():
+    page = RESULTS_DOC.read_text()
+    quoted = [c for c in COMMANDS if re.search(rf"^pgf-report {re.escape(c)}\s*(#|$)", page, re.M)]
+    assert quoted, "docs/results.md shows the pgf-report commands that make its tables"
+    for command in quoted:
+        for name in ("table.md", "noise.md"):
+            path = report_dir(command) / name
+            table = [line for line in path.read_text().splitlines() if line.startswith("|")] if path.exists() else []
+            assert "\n".join(table) in page, f"docs/results.md: paste {path.relative_to(ROOT)} unchanged"
 
 
 def test_collecting_keeps_the_curves_of_a_point_restored_without_metrics(tmp_path):

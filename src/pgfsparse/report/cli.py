@@ -3,9 +3,11 @@
     pgf-report multirun/<sweep>                         -> multirun/<sweep>/report/
     pgf-report 'multirun/*' results/cifar10 --out report --metric top5 --strict
     pgf-report RUNS... --group-by model,sparsity,recipe --no-plots
+    pgf-report results/multi30k --metric token_acc,bleu   -> a row per setting and metric
 
 Writes runs.csv (one line per run), table.md / table.csv (one line per setting,
-mean ± sample std over seeds; the Markdown also goes to stdout) and, unless
+mean ± sample std over seeds; the Markdown also goes to stdout), noise.md (where
+each setting's FF gradient-noise curves end, when runs logged diagnostics) and, unless
 --no-plots, accuracy_vs_flops, accuracy_vs_sparsity, training_curves and
 gradient_noise as PNG and SVG. Problems with the input stop it with one line,
 `pgf-report: error: <what>: <fix>`, and exit status 2.
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from .collect import ReportError, collect_runs
+from .noise import noise_levels, noise_markdown
 from .table import (DEFAULT_GROUP_BY, notes_markdown, summarize, to_markdown, write_runs_csv,
                     write_table_csv)
 
@@ -37,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("paths", nargs="+", metavar="PATH",
                         help="run dirs, sweep dirs, globs, or folders searched for summary.json / status.json")
     parser.add_argument("--out", type=Path, help="output folder (default: PATH/report for one folder, else ./report)")
-    parser.add_argument("--metric", help="a final eval metric other than each run's headline, e.g. bleu, top5")
+    parser.add_argument("--metric", help="final eval metrics other than each run's headline, comma-separated: "
+                                         "a table row per setting for each, e.g. bleu or token_acc,bleu")
     headline = parser.add_mutually_exclusive_group()
     headline.add_argument("--strict", action="store_true", help="headline = accuracy with strict N:M masks")
     headline.add_argument("--as-trained", dest="strict", action="store_false",
@@ -66,14 +70,17 @@ def report(args: argparse.Namespace) -> int:
     groups = summarize(rows, metric=args.metric, strict=args.strict, group_by=group_by)
     markdown = to_markdown(groups)
     notes = notes_markdown(rows, args.metric)
+    noise = noise_markdown(noise_levels(rows))
     try:
         out.mkdir(parents=True, exist_ok=True)
         write_runs_csv(rows, out / "runs.csv")
         write_table_csv(groups, out / "table.csv")
         (out / "table.md").write_text(markdown + ("\n" + notes if notes else ""))
+        if noise:
+            (out / "noise.md").write_text(noise)
     except OSError as error:
         raise ReportError(f"cannot write {out} ({error.strerror}): pass --out DIR with a writable folder") from None
-    print(markdown + ("\n" + notes if notes else ""))
+    print(markdown + ("\n" + notes if notes else "") + ("\n" + noise if noise else ""))
     if args.no_plots:
         print("plots: not drawn (--no-plots)")
     else:

@@ -269,3 +269,26 @@ def _when(text: Optional[str]) -> datetime.datetime:
     except ValueError:
         return datetime.datetime.min
     return moment.replace(tzinfo=None)
+
+
+def read_events(run_dir: Optional[Path], kind: str) -> List[Dict[str, Any]]:
+    """The run's metrics.jsonl events of one kind, else those of a collected results folder
+    (launch/collect_results.py: diagnostics.jsonl, and curves.jsonl for train and eval lines)."""
+    if run_dir is None:
+        return []
+    run_dir = Path(run_dir)
+    for name in ("metrics.jsonl", "diagnostics.jsonl" if kind == "diagnostics" else "curves.jsonl"):
+        path = run_dir / name
+        if not path.exists():
+            continue
+        events = []
+        for line in path.read_text().splitlines():
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue  # a line cut short by a crash
+            if isinstance(event, dict) and event.get("event") == kind:
+                events.append(event)
+        if events:
+            return events
+    return []

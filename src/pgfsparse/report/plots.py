@@ -16,7 +16,9 @@ import zlib
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
-from .table import density, sort_value
+from .collect import read_events
+from .noise import NOISE_KEYS
+from .table import density, sort_value, split_metrics
 
 RECIPE_COLORS = {
     "dense": "#555555", "ste": "#8c564b", "srste": "#d62728", "mdgf_linear": "#17becf", "mdgf_exp": "#1f77b4",
@@ -27,8 +29,6 @@ SPARSITY_MARKERS = {"dense": "*", "2:4": "o", "1:4": "s", "1:8": "^", "1:16": "D
                     "1:128": "X"}
 _MORE_MARKERS = ("<", ">", "h", "p", "8", "d")
 _LINESTYLES = ("-", "--", ":", "-.")
-NOISE_KEYS = (("sparsity/ff/exp_avg_sq_var", "(a) variance of AdamW's second moment, FF weights"),
-              ("sparsity/ff/grad_abs_var", "(b) variance of |gradient|, FF weights"))
 PERCENT_METRICS = {"top1": "top-1", "top5": "top-5", "token_acc": "token accuracy", "accuracy": "accuracy",
                    "acc": "accuracy", "f1": "F1"}
 
@@ -83,29 +83,6 @@ def metric_label(metric: Optional[str], strict: bool = False) -> str:
     return f"{metric_name(metric)}{unit}, {'strict N:M' if strict else 'as trained'}"
 
 
-def read_events(run_dir: Optional[Path], kind: str) -> List[Dict[str, Any]]:
-    """The run's metrics.jsonl events of one kind, else those of a collected results folder
-    (launch/collect_results.py: diagnostics.jsonl, and curves.jsonl for train and eval lines)."""
-    if run_dir is None:
-        return []
-    run_dir = Path(run_dir)
-    for name in ("metrics.jsonl", "diagnostics.jsonl" if kind == "diagnostics" else "curves.jsonl"):
-        path = run_dir / name
-        if not path.exists():
-            continue
-        events = []
-        for line in path.read_text().splitlines():
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue  # a line cut short by a crash
-            if isinstance(event, dict) and event.get("event") == kind:
-                events.append(event)
-        if events:
-            return events
-    return []
-
-
 def save(fig, out: Optional[Path], name: str) -> List[Path]:
     """Write <out>/<name>.png (dpi 150) and .svg; nothing when `out` is None."""
     if out is None:
@@ -114,7 +91,10 @@ def save(fig, out: Optional[Path], name: str) -> List[Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{name}.png", out / f"{name}.svg"]
     fig.savefig(paths[0], dpi=150, bbox_inches="tight")
-    fig.savefig(paths[1], bbox_inches="tight", metadata={"Date": None})
+    import matplotlib
+
+    with matplotlib.rc_context({"svg.hashsalt": "pgf-report"}):  # fixed ids: a regenerated SVG is byte-identical
+        fig.savefig(paths[1], bbox_inches="tight", metadata={"Date": None})
     return paths
 
 
@@ -286,7 +266,7 @@ def training_curves(rows: List[Dict[str, Any]], metric: Optional[str] = None, st
     for row in rows:
         if row.get("status") != "finished":
             continue
-        name = metric or row.get("eval_metric")
+        name = split_metrics(metric)[0] or row.get("eval_metric")  # curves of the first metric asked for
         key = f"{'eval_strict' if strict else 'eval'}/{name}"
         loss = [(e["step"], e["train_flops"], e["train/loss"]) for e in read_events(row.get("path"), "train")
                 if e.get("train/loss") is not None and e.get("train_flops") is not None]

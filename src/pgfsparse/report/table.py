@@ -78,23 +78,29 @@ def metric_values(row: Dict[str, Any], metric: Optional[str]) -> Tuple[Optional[
 
 def summarize(rows: Iterable[Dict[str, Any]], metric: Optional[str] = None, strict: bool = False,
               group_by: Sequence[str] = DEFAULT_GROUP_BY) -> List[Dict[str, Any]]:
-    """One dict per group of finished runs, sorted; `mean`, `std`, `n` are the headline's (strict if `strict`)."""
-    metric = normalize_metric(metric)
+    """One dict per group of finished runs and metric, sorted; `mean`, `std`, `n` are the headline's.
+
+    `metric` None = each run's headline; 'token_acc,bleu' = a row per setting for each, in that order.
+    """
+    metrics = split_metrics(metric)
     unknown = [k for k in group_by if k not in GROUP_KEYS]
     if unknown:
         raise ReportError(f"cannot group by {', '.join(unknown)}: choose from {', '.join(GROUP_KEYS)}")
     finished = [r for r in rows if r.get("status") == "finished"]
-    if metric and finished and not any(metric_values(r, metric)[1] is not None for r in finished):
-        raise ReportError(f"no finished run has eval/{metric}: choose one of {', '.join(available_metrics(finished))}")
+    for name in metrics:
+        if name and finished and not any(metric_values(r, name)[1] is not None for r in finished):
+            raise ReportError(f"no finished run has eval/{name}: choose one of "
+                              f"{', '.join(available_metrics(finished))}")
     keys = list(group_by) + (["variant"] if "variant" not in group_by and any(r.get("variant") for r in finished)
                              else [])
     buckets: Dict[Tuple, List[Dict[str, Any]]] = {}
     for row in finished:
-        name, value, strict_value = metric_values(row, metric)
-        if name is None or (value is None and strict_value is None):
-            continue
-        bucket_key = tuple(row.get(k) for k in keys) + (name,)
-        buckets.setdefault(bucket_key, []).append({**row, "_value": value, "_strict": strict_value})
+        for wanted in metrics:
+            name, value, strict_value = metric_values(row, wanted)
+            if name is None or (value is None and strict_value is None):
+                continue
+            bucket_key = tuple(row.get(k) for k in keys) + (name,)
+            buckets.setdefault(bucket_key, []).append({**row, "_value": value, "_strict": strict_value})
     groups = []
     for bucket_key, members in buckets.items():
         group: Dict[str, Any] = dict(zip(keys, bucket_key))
@@ -108,7 +114,7 @@ def summarize(rows: Iterable[Dict[str, Any]], metric: Optional[str] = None, stri
         group["runs"] = [m["run_name"] for m in members]
         group["seeds"] = sorted(m["seed"] for m in members if m.get("seed") is not None)
         groups.append(group)
-    return sort_rows(groups, keys)
+    return sort_rows(groups, keys)  # stable: a setting's metrics stay in the order asked for
 
 
 def _stats(prefix: str, values: List[Any]) -> Dict[str, Any]:
@@ -126,6 +132,12 @@ def _mean(values: List[Any]) -> Optional[float]:
 def normalize_metric(metric: Optional[str]) -> Optional[str]:
     """'bleu', 'eval/bleu' and 'eval_strict/bleu' all name the metric 'bleu'."""
     return metric.split("/", 1)[-1] if metric else None
+
+
+def split_metrics(metric: Optional[str]) -> List[Optional[str]]:
+    """--metric 'token_acc, eval/bleu' -> ['token_acc', 'bleu']; None -> [None] (each run's headline)."""
+    names = [normalize_metric(m.strip()) for m in (metric or "").split(",") if m.strip()]
+    return list(dict.fromkeys(names)) or [None]
 
 
 def available_metrics(rows: Iterable[Dict[str, Any]]) -> List[str]:
@@ -182,12 +194,13 @@ def notes_markdown(rows: Iterable[Dict[str, Any]], metric: Optional[str] = None)
         if named:
             out.append(f"{title}:\n" + "".join(f"- {r['run_name']}: {r.get('error') or 'no error recorded'}"
                                                f"{_where(r)}\n" for r in named))
-    metric = normalize_metric(metric)
-    if metric:
+    for name in split_metrics(metric):
+        if name is None:
+            continue
         lacking = [r["run_name"] for r in rows if r.get("status") == "finished"
-                   and metric_values(r, metric)[1] is None and metric_values(r, metric)[2] is None]
+                   and metric_values(r, name)[1] is None and metric_values(r, name)[2] is None]
         if lacking:
-            out.append(f"Without eval/{metric} (left out of the table): {', '.join(sorted(lacking))}\n")
+            out.append(f"Without eval/{name} (left out of the table): {', '.join(sorted(lacking))}\n")
     skipped = sum(r.get("status") == "skipped" for r in rows)
     if skipped:
         out.append(f"Skipped grid corners: {skipped} (impossible settings, e.g. a sparse recipe with "

@@ -1,0 +1,68 @@
+"""The gradient-noise table: where each setting's FF noise curves end (the paper's Figure 3 in numbers).
+
+For every finished run with diagnostics, the level a curve settles at is the
+mean of its last `window` logged values (the same window the plot smooths
+with); a setting's row gives the mean, sample std and n of that level over
+seeds, for the variance of AdamW's second moment and the variance of |grad|
+over the FF weights. Dense runs log no diagnostics and have no row.
+"""
+from __future__ import annotations
+
+import statistics
+from typing import Any, Dict, Iterable, List, Optional, Sequence
+
+from .collect import read_events
+from .table import format_flops, sort_rows
+
+NOISE_KEYS = (("sparsity/ff/exp_avg_sq_var", "(a) variance of AdamW's second moment, FF weights"),
+              ("sparsity/ff/grad_abs_var", "(b) variance of |gradient|, FF weights"))
+# column names without "|": it would split a Markdown cell
+NOISE_COLUMNS = {"sparsity/ff/exp_avg_sq_var": "Var(AdamW v)", "sparsity/ff/grad_abs_var": "Var(abs(grad))"}
+NOISE_GROUP_BY = ("model", "sparsity", "recipe", "budget")
+
+
+def final_level(values: Sequence[float], window: int = 5) -> Optional[float]:
+    """Mean of the last `window` values (fewer when fewer were logged); None for an empty curve."""
+    tail = list(values)[-window:]
+    return statistics.mean(tail) if tail else None
+
+
+def noise_levels(rows: Iterable[Dict[str, Any]], window: int = 5) -> List[Dict[str, Any]]:
+    """One dict per setting with diagnostics: per noise key its final level's mean, std and n over seeds."""
+    buckets: Dict[tuple, Dict[str, List[float]]] = {}
+    for row in rows:
+        if row.get("status") != "finished":
+            continue
+        events = read_events(row.get("path"), "diagnostics")
+        for key in NOISE_COLUMNS:
+            level = final_level([float(e[key]) for e in events if e.get(key) is not None], window)
+            if level is not None:
+                setting = tuple(row.get(k) for k in NOISE_GROUP_BY)
+                buckets.setdefault(setting, {}).setdefault(key, []).append(level)
+    groups = []
+    for setting, levels in buckets.items():
+        group: Dict[str, Any] = dict(zip(NOISE_GROUP_BY, setting))
+        for key, values in levels.items():
+            group[key] = {"mean": statistics.mean(values), "n": len(values),
+                          "std": statistics.stdev(values) if len(values) > 1 else None}
+        groups.append(group)
+    return sort_rows(groups, NOISE_GROUP_BY)
+
+
+def noise_markdown(groups: List[Dict[str, Any]], window: int = 5) -> str:
+    """The levels as a Markdown table, with a line saying how they were taken; '' when no run logged any."""
+    if not groups:
+        return ""
+    header = [*NOISE_GROUP_BY]
+    for column in NOISE_COLUMNS.values():
+        header += [column, "± std", "n"]
+    lines = [f"Gradient noise at the end of training (mean of the last {window} logged values per run; "
+             f"mean ± std over seeds):", "",
+             "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    for group in groups:
+        cells = [str(group.get(k) if group.get(k) not in (None, "") else "-") for k in NOISE_GROUP_BY]
+        for key in NOISE_COLUMNS:
+            stats = group.get(key) or {"mean": None, "std": None, "n": 0}
+            cells += [format_flops(stats["mean"]), format_flops(stats["std"]), str(stats["n"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

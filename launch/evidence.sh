@@ -41,30 +41,45 @@ for sweep in "${!FOLDER[@]}"; do  # finished points of results/ become finished 
     cp -n "$point/summary.json" "$point/status.json" "multirun/$sweep/${point##*/}/"
   done
 done
-train() { nice -n 19 pgf-train -m threads=1 logger=local "$@"; }
-vision() { train experiment=cifar10_grid sweep=cifar10_grid "$@"; }
-isoflop() {  # SR-STE at 1:32 given exactly the training FLOPs of MDGF-Exp at 1:32 (same seed)
+# EVIDENCE_UNTIL="2026-12-04 01:50": start no point after then (a session that ends before the
+# point would finish loses it); unset = no limit.
+point() {  # point SWEEP OVERRIDES...: one point, resumed or skipped when already finished
+  if [[ -n ${EVIDENCE_UNTIL:-} ]] && (( $(date +%s) >= $(date -d "$EVIDENCE_UNTIL" +%s) )); then
+    echo "evidence.sh: EVIDENCE_UNTIL=$EVIDENCE_UNTIL has passed: no new point started"; exit 0
+  fi
+  local sweep=$1; shift
+  nice -n 19 pgf-train -m threads=1 logger=local "sweep=$sweep" "$@"
+}
+vision() {  # vision SPARSITY RECIPES SEED: the 24-epoch CIFAR-10 setting, a point per recipe
+  local recipe
+  for recipe in ${2//,/ }; do point cifar10_grid experiment=cifar10_grid "sparsity=$1" "recipe=$recipe" "seed=$3"; done
+}
+t5() {  # t5 SPARSITY RECIPES SEED: the 8-epoch Multi30k setting
+  local recipe
+  for recipe in ${2//,/ }; do point multi30k_grid experiment=multi30k_grid "sparsity=$1" "recipe=$recipe" "seed=$3"; done
+}
+isoflop() {  # isoflop SEED: SR-STE at 1:32 given exactly the training FLOPs of MDGF-Exp at 1:32 (same seed)
   local summary="multirun/cifar10_grid/vit-n1m32-mdgf_exp-s$1/summary.json"
   [[ -f $summary ]] || return 0
   local flops; flops=$(python -c "import json; print(json.load(open('$summary'))['train_flops'])")
-  train experiment=cifar10_grid sweep=cifar10_isoflop budget.epochs=null "budget.train_flops=$flops" \
+  point cifar10_isoflop experiment=cifar10_grid budget.epochs=null "budget.train_flops=$flops" \
     sparsity=1:32 recipe=srste "seed=$1"
 }
 
-vision sparsity=1:32 recipe=srste,mdgf_exp,sdgf_step seed=0
-vision sparsity=dense recipe=dense seed=0
-vision sparsity=1:16 recipe=srste,mdgf_exp seed=0
+vision 1:32 srste,mdgf_exp,sdgf_step 0
+vision dense dense 0
+vision 1:16 srste,mdgf_exp 0
 isoflop 0
-t5() { train experiment=multi30k_grid sweep=multi30k_grid "$@"; }
-t5 sparsity=dense recipe=dense seed=0   # early: does the 8-epoch budget reach dense BLEU >= 12?
+t5 dense dense 0   # early: does the 8-epoch budget reach dense BLEU >= 12?
 for seed in 1 2; do
-  vision sparsity=1:32 recipe=srste,mdgf_exp,sdgf_step "seed=$seed"
-  vision sparsity=1:16 recipe=srste,mdgf_exp "seed=$seed"
+  vision 1:32 srste,mdgf_exp,sdgf_step "$seed"
+  vision 1:16 srste,mdgf_exp "$seed"
   isoflop "$seed"
 done
-t5 sparsity=1:32 recipe=srste,mdgf_exp seed=0
-vision sparsity=dense recipe=dense seed=1
-t5 sparsity=1:32 recipe=srste,mdgf_exp seed=1
+t5 1:32 srste,mdgf_exp 0
+vision dense dense 1
+t5 1:32 srste,mdgf_exp 1
 # more of the grid, as time allows
-vision sparsity=1:32 recipe=mdgf_linear,mdgf_step,sdgf_geo seed=0
-vision sparsity=2:4,1:8 recipe=srste,mdgf_exp seed=0
+vision 1:32 mdgf_linear,mdgf_step,sdgf_geo 0
+vision 2:4 srste,mdgf_exp 0
+vision 1:8 srste,mdgf_exp 0

@@ -241,3 +241,17 @@ def test_every_config_file_opens_with_the_command_that_uses_it():
     for path in CONF.rglob("*.yaml"):
         lines = [line for line in path.read_text().splitlines() if not line.startswith("# @package")]
         assert lines[0].startswith("# ") and ("pgf-train" in lines[0] or "torchrun" in lines[0]), path
+
+
+def test_the_isoflop_preset_is_the_grid_setting_with_mdgf_exps_measured_flops():
+    """experiment=cifar10_isoflop reruns the results' iso-FLOP SR-STE points: only the budget differs."""
+    import json
+
+    grid = OmegaConf.to_container(compose_cfg("experiment=cifar10_grid", "sparsity=1:32", "recipe=srste"))
+    iso = OmegaConf.to_container(compose_cfg("experiment=cifar10_isoflop", "sparsity=1:32", "recipe=srste"))
+    assert iso.pop("budget") == {**grid.pop("budget"), "epochs": None, "train_flops": 158350643822592}
+    assert iso == grid
+    mdgf = CONF.parent / "results" / "cifar10" / "grid" / "vit-n1m32-mdgf_exp-s0" / "summary.json"
+    assert json.loads(mdgf.read_text())["train_flops"] == 158350643822592
+    sweep = compose(config_name="train", overrides=["experiment=cifar10_isoflop"], return_hydra_config=True)
+    assert dict(sweep.hydra.sweeper.params) == {"sparsity": "1:32", "recipe": "srste", "seed": "0,1,2"}

@@ -16,12 +16,11 @@ pytest.importorskip("hydra")
 pytest.importorskip("timm")
 
 from hydra import compose, initialize_config_module  # noqa: E402
+from hydra.core.config_store import ConfigStore  # noqa: E402
 from hydra.errors import ConfigCompositionException  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
 import pgfsparse  # noqa: E402
-from hydra.core.config_store import ConfigStore  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
 from pgfsparse.models import build_t5, build_vision_model  # noqa: E402
 from pgfsparse.validation import ConfigError, Contradiction, check, to_train_config  # noqa: E402
 

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # bash launch/evidence.sh        (from a worktree pinned to one commit, with its venv active)
 #
-# The small-scale comparison of the README's results section, point by point in priority order:
-# the 1:32 recipes of seed 0 first, then dense and 1:16, the iso-FLOP SR-STE runs, the other
-# seeds, then the Multi30k T5 grid. Every command is resumable: finished points are skipped and a
-# cut-off point resumes from its last checkpoint, so the script is simply started again after an
-# interruption. One thread per training, lowest priority: two 2-thread trainings on 2 cores run
-# 10-20x slower than one. On 2 cores, start the script twice (two workers, one core each): a point
-# that the other worker is training is skipped (pgf-train's run lock), so they share the list.
+# The small-scale comparison of docs/results.md, point by point in priority order: the 1:32
+# recipes of seed 0 first, then dense and 1:16, the dense T5 (its budget's check), the iso-FLOP
+# SR-STE runs, the other seeds, then the Multi30k T5 grid. Every command is resumable: finished
+# points are skipped and a cut-off point resumes from its last checkpoint, so the script is simply
+# started again after an interruption. One thread per training, lowest priority: two 2-thread
+# trainings on 2 cores run 10-20x slower than one. On 2 cores, start the script twice (two
+# workers, one core each): a point that the other worker is training is skipped (pgf-train's run
+# lock), so they share the list.
 #
 # The grid is pinned to commit 397e64c (the SHA in every collected summary): a later session
 # makes the same worktree (git worktree add ../evidence 397e64c, a venv, pip install -e .) and
@@ -69,8 +70,8 @@ isoflop() {  # isoflop SEED: SR-STE at 1:32 given exactly the training FLOPs of 
 vision 1:32 srste,mdgf_exp,sdgf_step 0
 vision dense dense 0
 vision 1:16 srste,mdgf_exp 0
-isoflop 0
 t5 dense dense 0   # early: does the 8-epoch budget reach dense BLEU >= 12?
+isoflop 0
 for seed in 1 2; do
   vision 1:32 srste,mdgf_exp,sdgf_step "$seed"
   vision 1:16 srste,mdgf_exp "$seed"

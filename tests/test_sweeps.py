@@ -99,6 +99,37 @@ def test_a_requeued_slurm_job_takes_over_its_own_lock(tmp_path, monkeypatch):
         assert read(tmp_path / "run" / "run.lock")["host"] == socket.gethostname()
 
 
+def test_the_end_of_a_sweep_tells_a_point_another_launch_trains_from_a_dead_one(tmp_path, capsys):
+    """Two launches share a grid: the point the other one holds is running there, not failed here."""
+    from omegaconf import OmegaConf
+
+    from pgfsparse.sweep import SweepCallback
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    sweep, host = tmp_path / "grid", socket.gethostname()
+    holders = {"mine": ("finished", os.getpid()), "other": ("running", os.getppid()), "gone": ("running", dead.pid)}
+    for name, (state, pid) in holders.items():
+        (sweep / name).mkdir(parents=True)
+        (sweep / name / "status.json").write_text(json.dumps({"status": state, "host": host, "pid": pid}))
+    table = {"points": {name: {"status": state, "dir": name, "updated": "2026-12-03T10:00:00", "exit_code": 0}
+                        for name, (state, _) in holders.items()}}
+    (sweep / "sweep_status.json").write_text(json.dumps(table))
+    callback, config = SweepCallback(), OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}})
+    callback.started = "2026-12-03T09:00:00"
+    with pytest.raises(SystemExit) as stopped:
+        callback.on_multirun_end(config)
+    assert stopped.value.code == 1  # the dead holder's point: stopped without a summary
+    err = capsys.readouterr().err
+    assert f"running other: in pid {os.getppid()} on {host}, another launch" in err
+    assert "failed gone: stopped without a summary" in err and "failed other" not in err
+
+    del table["points"]["gone"]
+    (sweep / "sweep_status.json").write_text(json.dumps(table))
+    callback.on_multirun_end(config)  # nothing failed: no exit
+    assert "re-run the same command" not in capsys.readouterr().err
+
+
 # -- grids ---------------------------------------------------------------------------------------
 def test_a_failing_point_is_recorded_and_the_grid_goes_on(tmp_path):
     """2 x 2 through the joblib launcher: width 16 cannot take 1:32 (rows of 16), the other three train."""

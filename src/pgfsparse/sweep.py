@@ -214,6 +214,14 @@ def process_alive(host: Optional[str], pid: Any) -> Optional[bool]:
     return True
 
 
+def _live_other_holder(run_dir: Path) -> Optional[Dict[str, Any]]:
+    """The status record of a point that another live process on this host is training, else None."""
+    status = read_json(run_dir / RUN_STATUS, {})
+    if status.get("status") != "running" or status.get("pid") == os.getpid():
+        return None
+    return status if process_alive(status.get("host"), status.get("pid")) else None
+
+
 # -- the sweep as a whole: a Hydra callback in the launching process -------------------------
 def _callback_base():
     try:
@@ -255,7 +263,13 @@ class SweepCallback(_callback_base()):
             counts[point["status"]] = counts.get(point["status"], 0) + 1
         shown = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
         print(f"pgf-train: sweep {sweep_dir}: {shown or 'no points ran'}", file=sys.stderr)
-        failed = {name: p for name, p in this_launch.items() if p["status"] in ("failed", "running", "stopped")}
+        elsewhere = {name: holder for name, p in this_launch.items() if p["status"] == "running"
+                     and (holder := _live_other_holder(sweep_dir / (p.get("dir") or name)))}
+        for name, holder in sorted(elsewhere.items()):  # another launch trains it (its lock made us skip it)
+            print(f"pgf-train:   running {name}: in pid {holder['pid']} on {holder['host']}, another launch",
+                  file=sys.stderr)
+        failed = {name: p for name, p in this_launch.items()
+                  if p["status"] in ("failed", "running", "stopped") and name not in elsewhere}
         for name, point in sorted(failed.items()):
             state = "stopped" if point["status"] == "stopped" else "failed"
             print(f"pgf-train:   {state} {name}: {point.get('error') or 'stopped without a summary'}", file=sys.stderr)

@@ -10,10 +10,14 @@
 # workers, one core each): a point that the other worker is training is skipped (pgf-train's run
 # lock), so they share the list.
 #
-# The grid is pinned to commit 397e64c (the SHA in every collected summary): a later session
-# makes the same worktree (git worktree add ../evidence 397e64c, a venv, pip install -e .) and
-# starts this script again. Points already collected in results/ are copied back first, so they
-# are skipped rather than trained again.
+# The grid is pinned to commit 397e64c (PIN below; the SHA in every collected summary). A new
+# working session starts it from the main checkout with
+#
+#   EVIDENCE_UNTIL="<date time>" bash launch/evidence.sh start
+#
+# which makes the worktree ../evidence at the pin and its venv when missing, then starts two
+# workers there in the background (logs: ../evidence/worker1.log, worker2.log). Points already
+# collected in results/ are copied back first, so they are skipped rather than trained again.
 #
 # bash launch/evidence.sh collect   (from the main checkout, whenever points finish)
 # copies every point of ../evidence/multirun into results/ (launch/collect_results.py: no
@@ -22,6 +26,25 @@ set -uo pipefail
 export PGF_DATA_DIR="${PGF_DATA_DIR:-../shared/data}" HF_HUB_OFFLINE=1
 # sweep -> its folder under results/ (pgf-report results/cifar10 reads grid/ and isoflop/ together)
 declare -A FOLDER=([cifar10_grid]=cifar10/grid [cifar10_isoflop]=cifar10/isoflop [multi30k_grid]=multi30k/grid)
+
+PIN=397e64c
+if [[ ${1:-} == start ]]; then
+  [[ -d ../evidence ]] || git worktree add ../evidence "$PIN" || exit 1
+  [[ $(git -C ../evidence rev-parse --short=7 HEAD) == "$PIN" ]] \
+    || { echo "evidence.sh: ../evidence is not at $PIN: git -C ../evidence checkout $PIN" >&2; exit 1; }
+  if [[ ! -x ../evidence/.venv/bin/pgf-train ]]; then
+    echo "evidence.sh: installing the pinned code into ../evidence/.venv (a few minutes)"
+    (cd ../evidence && python3 -m venv .venv && .venv/bin/pip install -q -e .) || exit 1
+  fi
+  script=$(realpath "$0") results=$(realpath results) data=$(realpath "$PGF_DATA_DIR")
+  for worker in 1 2; do
+    (cd ../evidence && PATH="$PWD/.venv/bin:$PATH" RESULTS=$results PGF_DATA_DIR=$data \
+      nohup bash "$script" > "worker$worker.log" 2>&1 &)
+    sleep 5  # the first worker locks its point; the second takes the next one
+  done
+  echo "evidence.sh: 2 workers started in ../evidence (worker1.log, worker2.log), until ${EVIDENCE_UNTIL:-no limit}"
+  exit 0
+fi
 
 if [[ ${1:-} == collect ]]; then
   RUNS="${RUNS:-../evidence/multirun}"

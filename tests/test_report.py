@@ -20,7 +20,7 @@ import pytest
 
 from pgfsparse.report import collect_runs, format_budget, parse_run_name, summarize, to_markdown
 from pgfsparse.report.cli import main
-from pgfsparse.report.plots import pareto_front, running_mean
+from pgfsparse.report.plots import accuracy_vs_flops, pareto_front, running_mean
 from pgfsparse.report.noise import final_level, noise_levels
 from pgfsparse.report.table import sort_value
 
@@ -344,6 +344,10 @@ def test_several_metrics_give_a_row_per_setting_and_metric_in_the_order_asked(tm
         (tmp_path / "t5" / "report" / "table.md").read_text()
     assert main([str(tmp_path / "t5"), "--metric", "token_acc,rouge", "--no-plots"]) == 2
     assert "no finished run has eval/rouge" in capsys.readouterr().err
+    groups = summarize(collect_runs([str(tmp_path / "t5")]), metric="token_acc,bleu")
+    figure = accuracy_vs_flops(groups)  # a panel per metric, in the order asked
+    assert [ax.get_title() for ax in figure.axes if ax.get_visible() and ax.get_title()] == [
+        "t5: token accuracy vs training FLOPs", "t5: BLEU vs training FLOPs"]
 
 
 def test_noise_levels_are_the_mean_of_each_curves_last_values_then_over_seeds(tmp_path):

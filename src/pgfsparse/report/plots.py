@@ -112,11 +112,17 @@ def _figure(panels: int, rows: int = 1, width: float = 6.0, height: float = 4.4)
 
 
 def _by(items: Iterable[Dict[str, Any]], *keys: str) -> Dict[Tuple, List[Dict[str, Any]]]:
-    """Items split by the values of `keys`, in sorted key order."""
+    """Items split by the values of `keys`, in sorted key order; metrics in the order first met (as asked)."""
     out: Dict[Tuple, List[Dict[str, Any]]] = {}
+    metrics: Dict[Any, int] = {}
     for item in items:
         out.setdefault(tuple(item.get(k) for k in keys), []).append(item)
-    return dict(sorted(out.items(), key=lambda kv: [sort_value(k, v) for k, v in zip(keys, kv[0])]))
+        metrics.setdefault(item.get("metric"), len(metrics))
+
+    def order(key: str, value: Any) -> Tuple:
+        return (0, float(metrics[value]), "") if key == "metric" else sort_value(key, value)
+
+    return dict(sorted(out.items(), key=lambda kv: [order(k, v) for k, v in zip(keys, kv[0])]))
 
 
 def _legend(fig, recipes: Iterable[str], sparsities: Iterable[str] = (), extra: Sequence = (),

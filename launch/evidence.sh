@@ -74,14 +74,12 @@ point() {  # point SWEEP OVERRIDES...: one point, resumed or skipped when alread
   local sweep=$1; shift
   nice -n 19 pgf-train -m threads=1 logger=local "sweep=$sweep" "$@"
 }
-vision() {  # vision SPARSITY RECIPES SEED: the 24-epoch CIFAR-10 setting, a point per recipe
+grid() {  # grid SWEEP SPARSITY RECIPES SEED: a point per recipe of the preset named as its sweep
   local recipe
-  for recipe in ${2//,/ }; do point cifar10_grid experiment=cifar10_grid "sparsity=$1" "recipe=$recipe" "seed=$3"; done
+  for recipe in ${3//,/ }; do point "$1" "experiment=$1" "sparsity=$2" "recipe=$recipe" "seed=$4"; done
 }
-t5() {  # t5 SPARSITY RECIPES SEED: the 8-epoch Multi30k setting
-  local recipe
-  for recipe in ${2//,/ }; do point multi30k_grid experiment=multi30k_grid "sparsity=$1" "recipe=$recipe" "seed=$3"; done
-}
+vision() { grid cifar10_grid "$@"; }  # vision SPARSITY RECIPES SEED: the 24-epoch CIFAR-10 setting
+t5() { grid multi30k_grid "$@"; }     # t5 SPARSITY RECIPES SEED: the 8-epoch Multi30k setting
 isoflop() {  # isoflop SEED: SR-STE at 1:32 given exactly the training FLOPs of MDGF-Exp at 1:32 (same seed)
   local summary="multirun/cifar10_grid/vit-n1m32-mdgf_exp-s$1/summary.json"
   [[ -f $summary ]] || return 0

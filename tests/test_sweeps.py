@@ -109,9 +109,9 @@ def test_the_end_of_a_sweep_tells_a_point_another_launch_trains_from_a_dead_one(
     dead.wait()
     sweep, host = tmp_path / "grid", socket.gethostname()
     holders = {"mine": ("finished", os.getpid()), "other": ("running", os.getppid()), "gone": ("running", dead.pid)}
-    for name, (state, pid) in holders.items():
+    for name, (_, pid) in holders.items():
         (sweep / name).mkdir(parents=True)
-        (sweep / name / "status.json").write_text(json.dumps({"status": state, "host": host, "pid": pid}))
+        write_lock(sweep / name, host=host, pid=pid, since="t")  # a finished point's lock is gone in life
     table = {"points": {name: {"status": state, "dir": name, "updated": "2026-12-03T10:00:00", "exit_code": 0}
                         for name, (state, _) in holders.items()}}
     (sweep / "sweep_status.json").write_text(json.dumps(table))

@@ -163,7 +163,7 @@ class Point:
         """Hold run.lock (host, pid, SLURM job) while training; refuse a dir a live process holds."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         path = self.run_dir / LOCK
-        mine = {"host": socket.gethostname(), "pid": os.getpid(), "slurm_job": _slurm_job(), "since": _now()}
+        mine = _me()
         while True:
             try:
                 fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
@@ -214,12 +214,15 @@ def process_alive(host: Optional[str], pid: Any) -> Optional[bool]:
     return True
 
 
+def _me() -> Dict[str, Any]:
+    """This process as a lock holder."""
+    return {"host": socket.gethostname(), "pid": os.getpid(), "slurm_job": _slurm_job(), "since": _now()}
+
+
 def _live_other_holder(run_dir: Path) -> Optional[Dict[str, Any]]:
-    """The status record of a point that another live process on this host is training, else None."""
-    status = read_json(run_dir / RUN_STATUS, {})
-    if status.get("status") != "running" or status.get("pid") == os.getpid():
-        return None
-    return status if process_alive(status.get("host"), status.get("pid")) else None
+    """The holder of a run dir's lock when another live process holds it (the lock that made us skip it)."""
+    holder = read_json(run_dir / LOCK, {})
+    return holder if holder and not _is_stale(holder, _me()) else None
 
 
 # -- the sweep as a whole: a Hydra callback in the launching process -------------------------

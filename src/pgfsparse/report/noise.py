@@ -14,10 +14,10 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence
 from .collect import read_events
 from .table import format_flops, sort_rows
 
-NOISE_KEYS = (("sparsity/ff/exp_avg_sq_var", "(a) variance of AdamW's second moment, FF weights"),
-              ("sparsity/ff/grad_abs_var", "(b) variance of |gradient|, FF weights"))
-# column names without "|": it would split a Markdown cell
-NOISE_COLUMNS = {"sparsity/ff/exp_avg_sq_var": "Var(AdamW v)", "sparsity/ff/grad_abs_var": "Var(abs(grad))"}
+# (diagnostics key, plot panel title, table column: no "|", it would split a Markdown cell)
+NOISE_KEYS = (("sparsity/ff/exp_avg_sq_var", "(a) variance of AdamW's second moment, FF weights", "Var(AdamW v)"),
+              ("sparsity/ff/grad_abs_var", "(b) variance of |gradient|, FF weights", "Var(abs(grad))"))
+NOISE_COLUMNS = {key: column for key, _, column in NOISE_KEYS}
 NOISE_GROUP_BY = ("model", "sparsity", "recipe", "budget")
 
 

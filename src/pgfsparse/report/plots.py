@@ -325,7 +325,7 @@ def gradient_noise(rows: List[Dict[str, Any]], window: int = 5, out: Optional[Pa
         if row.get("status") != "finished":
             continue
         events = read_events(row.get("path"), "diagnostics")
-        for key, _ in NOISE_KEYS:
+        for key, _, _ in NOISE_KEYS:
             curve = [(e["step"], float(e[key])) for e in events if e.get(key) is not None]
             if curve:
                 setting = (row.get("model"), row.get("recipe"), row.get("sparsity"))
@@ -338,7 +338,7 @@ def gradient_noise(rows: List[Dict[str, Any]], window: int = 5, out: Optional[Pa
     styles = {s: _LINESTYLES[i % len(_LINESTYLES)] for i, s in enumerate(sparsities)}
     fig, axes = _figure(2, height=4.2)
     order = sorted(series, key=lambda s: [sort_value(k, v) for k, v in zip(("model", "recipe", "sparsity"), s)])
-    for ax, (key, title) in zip(axes, NOISE_KEYS):
+    for ax, (key, title, _) in zip(axes, NOISE_KEYS):
         drawn = 0
         for setting in order:
             curves = series[setting].get(key)

@@ -21,7 +21,8 @@
 #
 # bash launch/evidence.sh collect   (from the main checkout, whenever points finish)
 # copies every point of ../evidence/multirun into results/ (launch/collect_results.py: no
-# checkpoints) and regenerates the reports that docs/results.md quotes.
+# checkpoints), regenerates the reports and refreshes the tables docs/results.md quotes
+# (launch/quote_reports.py); the page's prose is still written by hand.
 set -uo pipefail
 export PGF_DATA_DIR="${PGF_DATA_DIR:-../shared/data}" HF_HUB_OFFLINE=1
 # sweep -> its folder under results/ (pgf-report results/cifar10 reads grid/ and isoflop/ together)
@@ -51,8 +52,9 @@ if [[ ${1:-} == collect ]]; then
   for sweep in "${!FOLDER[@]}"; do
     [[ -d $RUNS/$sweep ]] && python launch/collect_results.py "$RUNS/$sweep" "results/${FOLDER[$sweep]}"
   done
-  pgf-report results/cifar10
-  [[ -d results/multi30k ]] && pgf-report results/multi30k --metric token_acc,bleu
+  pgf-report results/cifar10 --baseline recipe=srste
+  [[ -d results/multi30k ]] && pgf-report results/multi30k --metric token_acc,bleu --baseline recipe=srste
+  python launch/quote_reports.py docs/results.md  # the page's quoted tables follow the reports
   exit 0
 fi
 

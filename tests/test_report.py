@@ -380,6 +380,44 @@ def test_report_writes_the_noise_table_and_none_without_diagnostics(grid, tmp_pa
     assert not (tmp_path / "p" / "noise.md").exists()
 
 
+def compare_rows(path: Path):
+    """compare.md's table as {(sparsity, recipe, budget, baseline budget): (difference, spread, n, ratio, reading)}."""
+    lines = [line.strip("| ").split(" | ") for line in path.read_text().splitlines() if line.startswith("| vit")]
+    return {(c[1], c[2], c[3], c[5]): tuple(c[6:]) for c in lines}
+
+
+def test_baseline_compares_each_setting_and_reads_the_difference_against_the_seed_spread(tmp_path, capsys):
+    g, iso = tmp_path / "g", {"kind": "train_flops", "value": 1.5e12}
+    for seed, value in enumerate((60.0, 62.0, 64.0)):  # SR-STE 1:16: mean 62, std 2
+        write_run(g, sparsity="1:16", recipe="srste", seed=seed, value=value, flops=1e12)
+    for seed, value in enumerate((66.0, 68.0)):  # MDGF-Exp 1:16: mean 67, std 1.41 -> +5 > 2: above
+        write_run(g, sparsity="1:16", recipe="mdgf_exp", seed=seed, value=value, flops=1.5e12)
+    for seed, value in enumerate((61.0, 65.0)):  # SDGF-Step 1:16: mean 63, std 2.83 -> +1 < 2.83: no difference
+        write_run(g, sparsity="1:16", recipe="sdgf_step", seed=seed, value=value, flops=1.2e12)
+    for seed, value in enumerate((66.5, 67.5)):  # SR-STE given 1.5e12 FLOPs: mean 67, std 0.71
+        write_run(g / "iso", sparsity="1:16", recipe="srste", seed=seed, value=value, flops=1.5e12, budget=iso)
+    write_run(g, sparsity="1:32", recipe="srste", value=55.0)  # one seed each: unknown
+    write_run(g, sparsity="1:32", recipe="mdgf_exp", value=58.0)
+    write_run(g, sparsity="dense", recipe="dense", value=70.0)  # no SR-STE at dense: no row
+    assert main([str(g), "--baseline", "recipe=srste", "--no-plots", "--out", str(tmp_path / "r")]) == 0
+    rows = compare_rows(tmp_path / "r" / "compare.md")
+    iso_budget = "train_flops=1.5e+12"
+    assert rows == {
+        ("1:16", "mdgf_exp", "epochs=2", "epochs=2"): ("+5.00", "2.00", "2 vs 3", "1.50x", "above"),
+        ("1:16", "mdgf_exp", "epochs=2", iso_budget): ("+0.00", "1.41", "2 vs 2", "1.00x", "no difference"),
+        ("1:16", "sdgf_step", "epochs=2", "epochs=2"): ("+1.00", "2.83", "2 vs 3", "1.20x", "no difference"),
+        ("1:16", "sdgf_step", "epochs=2", iso_budget): ("-4.00", "2.83", "2 vs 2", "0.80x", "below"),
+        ("1:32", "mdgf_exp", "epochs=2", "epochs=2"): ("+3.00", "-", "1 vs 1", "1.00x", "unknown (1 seed)"),
+    }
+    assert (tmp_path / "r" / "compare.md").read_text() in capsys.readouterr().out
+    assert main([str(g), "--baseline", "recipe=ste", "--no-plots", "--out", str(tmp_path / "r")]) == 0
+    assert (tmp_path / "r" / "compare.md").read_text() == "_No setting has a recipe=ste baseline to compare with._\n"
+    for bad, message in (("recipe", "is not KEY=VALUE"), ("colour=red", "colour is not a table column")):
+        assert main([str(g), "--baseline", bad, "--no-plots", "--out", str(tmp_path / "r")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err
+
+
 def test_a_regenerated_svg_is_byte_identical(grid, tmp_path):
     """Committed plots must not churn: no dates, no random element ids."""
     assert main([str(grid), "--out", str(tmp_path / "a")]) == 0

@@ -1,13 +1,15 @@
 """The committed results reproduce: the documented `pgf-report results/...` commands regenerate every table.
 
 A results folder (launch/evidence.sh collect, launch/collect_results.py) holds
-each run's summary.json, status.json, curves and diagnostics; its report/table.md
-is what the README and docs/results.md quote. Running the command the docs show
-on the summaries alone must give the same text, and docs/results.md must quote
-its tables verbatim, so no number there is typed by hand.
+each run's summary.json, status.json, curves and diagnostics; its report/ tables
+(table.md, noise.md, compare.md) are what docs/results.md quotes, each under a
+`<!-- quote FILE -->` marker that launch/quote_reports.py refreshes. Running the
+command the docs show on the summaries alone must give the same text, and the
+page must quote the tables verbatim, so no number there is typed by hand.
 """
 from __future__ import annotations
 
+import importlib.util
 import re
 import shlex
 from pathlib import Path
@@ -23,6 +25,14 @@ DOCS = (ROOT / "README.md", RESULTS_DOC)
 COMMANDS = sorted({command.strip() for doc in DOCS
                    for command in re.findall(r"^pgf-report (results/[^#\n]+)", doc.read_text(), re.M)})
 REPORTS = sorted(p.parent for p in RESULTS.glob("**/report/table.md"))
+REPORT_FILES = ("table.md", "noise.md", "compare.md")  # the tables pgf-report writes; a page may quote any
+
+
+def load_launch_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "launch" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def report_dir(command: str) -> Path:
@@ -38,7 +48,7 @@ def test_documented_commands_regenerate_the_committed_tables_exactly(command, tm
     if "--out" in args:
         del args[args.index("--out"):args.index("--out") + 2]
     assert main(args + ["--out", str(tmp_path), "--no-plots"]) == 0
-    for name in ("table.md", "noise.md"):
+    for name in REPORT_FILES:
         committed = report_dir(command) / name
         assert (tmp_path / name).exists() == committed.exists(), name
         if committed.exists():
@@ -52,23 +62,39 @@ def test_every_committed_report_has_its_command_in_the_docs():
 
 def test_the_results_page_quotes_its_tables_verbatim():
     page = RESULTS_DOC.read_text()
-    quoted = [c for c in COMMANDS if re.search(rf"^pgf-report {re.escape(c)}\s*(#|$)", page, re.M)]
-    assert quoted, "docs/results.md shows the pgf-report commands that make its tables"
-    for command in quoted:
-        for name in ("table.md", "noise.md"):
+    shown = [c for c in COMMANDS if re.search(rf"^pgf-report {re.escape(c)}\s*(#|$)", page, re.M)]
+    assert shown, "docs/results.md shows the pgf-report commands that make its tables"
+    quote_reports = load_launch_script("quote_reports")
+    blocks = dict(quote_reports.quoted(page))
+    for command in shown:
+        for name in REPORT_FILES:
             path = report_dir(command) / name
-            table = [line for line in path.read_text().splitlines() if line.startswith("|")] if path.exists() else []
-            assert "\n".join(table) in page, f"docs/results.md: paste {path.relative_to(ROOT)} unchanged"
+            if path.exists() and quote_reports.table_lines(path).count("\n") > 0:
+                relative = str(path.relative_to(ROOT))
+                assert blocks.get(relative) == quote_reports.table_lines(path), \
+                    f"docs/results.md: quote {relative} under <!-- quote {relative} -->: " \
+                    f"python launch/quote_reports.py docs/results.md"
+
+
+def test_quote_reports_replaces_only_the_table_under_each_marker(tmp_path):
+    quote_reports = load_launch_script("quote_reports")
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "table.md").write_text("| a | b |\n|---|---|\n| 1 | 2 |\n\nFailed:\n- x: boom\n")
+    page = ("# Results\n\n<!-- quote r/table.md -->\n| a | b |\n|---|---|\n| 0 | 0 |\n| 9 | 9 |\n\n"
+            "The table above.\n| kept | as is |\n")
+    assert quote_reports.refresh(page, tmp_path) == (
+        "# Results\n\n<!-- quote r/table.md -->\n| a | b |\n|---|---|\n| 1 | 2 |\n\n"
+        "The table above.\n| kept | as is |\n")
+    assert quote_reports.quoted(page) == [("r/table.md", "| a | b |\n|---|---|\n| 0 | 0 |\n| 9 | 9 |\n")]
+    with pytest.raises(SystemExit, match="r/gone.md does not exist"):
+        quote_reports.refresh("<!-- quote r/gone.md -->\n", tmp_path)
 
 
 def test_collecting_keeps_the_curves_of_a_point_restored_without_metrics(tmp_path):
     """launch/evidence.sh restores finished points as summary + status only: their curves must survive."""
-    import importlib.util
     import json
 
-    spec = importlib.util.spec_from_file_location("collect_results", ROOT / "launch" / "collect_results.py")
-    collect_results = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(collect_results)
+    collect_results = load_launch_script("collect_results")
     sweep, dest = tmp_path / "multirun" / "grid", tmp_path / "results" / "grid"
     point = sweep / "vit-n1m32-srste-s0"
     point.mkdir(parents=True)

@@ -4,6 +4,7 @@
     rows = collect_runs(["multirun/my-sweep"])        # one dict per run (see collect.RUN_COLUMNS)
     groups = summarize(rows, metric=None, strict=False)
     print(to_markdown(groups))
+    print(compare_markdown(compare(groups, "recipe", "srste"), "recipe", "srste"))  # each recipe minus SR-STE
     fig = plots.accuracy_vs_flops(groups)             # a matplotlib Figure; out=DIR also saves PNG + SVG
 
 `plots` imports matplotlib inside its functions, so importing this package never does.
@@ -12,8 +13,9 @@ from __future__ import annotations
 
 from . import plots
 from .collect import RUN_COLUMNS, ReportError, collect_runs, format_budget, parse_run_name
+from .compare import compare, compare_markdown
 from .table import notes_markdown, summarize, to_markdown, write_runs_csv, write_table_csv
 
-__all__ = ["RUN_COLUMNS", "ReportError", "collect_runs", "format_budget", "notes_markdown", "parse_run_name",
+__all__ = ["RUN_COLUMNS", "ReportError", "collect_runs", "compare", "compare_markdown", "format_budget", "notes_markdown", "parse_run_name",
            "plots", "summarize", "to_markdown", "write_runs_csv", "write_table_csv"]
 

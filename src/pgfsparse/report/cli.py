@@ -4,10 +4,13 @@
     pgf-report 'multirun/*' results/cifar10 --out report --metric top5 --strict
     pgf-report RUNS... --group-by model,sparsity,recipe --no-plots
     pgf-report results/multi30k --metric token_acc,bleu   -> a row per setting and metric
+    pgf-report results/cifar10 --baseline recipe=srste    -> compare.md: each recipe minus SR-STE
 
 Writes runs.csv (one line per run), table.md / table.csv (one line per setting,
 mean ± sample std over seeds; the Markdown also goes to stdout), noise.md (where
-each setting's FF gradient-noise curves end, when runs logged diagnostics) and, unless
+each setting's FF gradient-noise curves end, when runs logged diagnostics), with
+--baseline compare.md (each setting minus its baseline, read against the spread over
+seeds) and, unless
 --no-plots, accuracy_vs_flops, accuracy_vs_sparsity, training_curves and
 gradient_noise as PNG and SVG. Problems with the input stop it with one line,
 `pgf-report: error: <what>: <fix>`, and exit status 2.
@@ -20,6 +23,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from .collect import ReportError, collect_runs
+from .compare import compare, compare_markdown, parse_baseline
 from .noise import noise_levels, noise_markdown
 from .table import (DEFAULT_GROUP_BY, notes_markdown, summarize, to_markdown, write_runs_csv,
                     write_table_csv)
@@ -48,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="headline = accuracy of the model as trained (default)")
     parser.add_argument("--group-by", default=",".join(DEFAULT_GROUP_BY), metavar="KEYS",
                         help=f"comma-separated run columns to group seeds by (default {','.join(DEFAULT_GROUP_BY)})")
+    parser.add_argument("--baseline", metavar="KEY=VALUE",
+                        help="compare.md: each setting minus the setting that differs only in KEY (and the "
+                             "budget), e.g. recipe=srste; within the spread over seeds reads as no difference")
     parser.add_argument("--no-plots", action="store_true", help="write the tables only (matplotlib not needed)")
     return parser
 
@@ -71,6 +78,10 @@ def report(args: argparse.Namespace) -> int:
     markdown = to_markdown(groups)
     notes = notes_markdown(rows, args.metric)
     noise = noise_markdown(noise_levels(rows))
+    comparison = ""
+    if args.baseline:
+        key, value = parse_baseline(args.baseline, groups[0]["keys"] if groups else group_by)
+        comparison = compare_markdown(compare(groups, key, value), key, value)
     try:
         out.mkdir(parents=True, exist_ok=True)
         write_runs_csv(rows, out / "runs.csv")
@@ -78,9 +89,11 @@ def report(args: argparse.Namespace) -> int:
         (out / "table.md").write_text(markdown + ("\n" + notes if notes else ""))
         if noise:
             (out / "noise.md").write_text(noise)
+        if comparison:
+            (out / "compare.md").write_text(comparison)
     except OSError as error:
         raise ReportError(f"cannot write {out} ({error.strerror}): pass --out DIR with a writable folder") from None
-    print(markdown + ("\n" + notes if notes else "") + ("\n" + noise if noise else ""))
+    print("\n".join(part for part in (markdown, notes, noise, comparison) if part))
     if args.no_plots:
         print("plots: not drawn (--no-plots)")
     else:

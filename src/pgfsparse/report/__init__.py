@@ -16,6 +16,6 @@ from .collect import RUN_COLUMNS, ReportError, collect_runs, format_budget, pars
 from .compare import compare, compare_markdown
 from .table import notes_markdown, summarize, to_markdown, write_runs_csv, write_table_csv
 
-__all__ = ["RUN_COLUMNS", "ReportError", "collect_runs", "compare", "compare_markdown", "format_budget", "notes_markdown", "parse_run_name",
-           "plots", "summarize", "to_markdown", "write_runs_csv", "write_table_csv"]
+__all__ = ["RUN_COLUMNS", "ReportError", "collect_runs", "compare", "compare_markdown", "format_budget",
+           "notes_markdown", "parse_run_name", "plots", "summarize", "to_markdown", "write_runs_csv", "write_table_csv"]
 

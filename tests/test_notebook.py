@@ -58,9 +58,11 @@ def test_notebook_runs_end_to_end(tmp_path, monkeypatch):
     outputs = [out for cell in nb.cells if cell.cell_type == "code" for out in cell.outputs]
     assert not [out for out in outputs if out.output_type == "error"]
     tables = [out.data["text/markdown"] for out in outputs if "text/markdown" in out.get("data", {})]
-    assert len(tables) == 1
+    assert len(tables) == 2  # the table, then each recipe against SR-STE
     assert "| vit | 1:16 | srste | steps=30 | top1 | 61.00 | 1.41 | 2 |" in tables[0]
     assert "| vit | 1:16 | mdgf_exp | steps=30 | top1 | 67.00 | 1.41 | 2 |" in tables[0]
+    assert "| vit | 1:16 | mdgf_exp | steps=30 | top1 | steps=30 | +6.00 | 1.41 | 2 vs 2 |" in tables[1]
+    assert tables[1].rstrip().endswith("| above |")
     figures = [out for out in outputs if "image/png" in out.get("data", {})]
     assert len(figures) == 2  # accuracy vs FLOPs, gradient noise
     printed = "".join(out.get("text", "") for out in outputs if out.output_type == "stream")

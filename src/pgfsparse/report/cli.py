@@ -9,10 +9,9 @@
 Writes runs.csv (one line per run), table.md / table.csv (one line per setting,
 mean ± sample std over seeds; the Markdown also goes to stdout), noise.md (where
 each setting's FF gradient-noise curves end, when runs logged diagnostics), with
---baseline compare.md (each setting minus its baseline, read against the spread over
-seeds) and, unless
---no-plots, accuracy_vs_flops, accuracy_vs_sparsity, training_curves and
-gradient_noise as PNG and SVG. Problems with the input stop it with one line,
+--baseline compare.md (each setting minus its baseline, read against the spread
+over seeds) and, unless --no-plots, accuracy_vs_flops, accuracy_vs_sparsity,
+training_curves and gradient_noise as PNG and SVG. Problems with the input stop it with one line,
 `pgf-report: error: <what>: <fix>`, and exit status 2.
 """
 from __future__ import annotations

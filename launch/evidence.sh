@@ -3,7 +3,8 @@
 #
 # The small-scale comparison of docs/results.md, point by point in priority order: the 1:32
 # recipes of seed 0 first, then dense and 1:16, the dense T5 (its budget's check), the iso-FLOP
-# SR-STE runs, the other seeds, then the Multi30k T5 grid. Every command is resumable: finished
+# SR-STE runs and the other seeds (the sparse T5 pair of seed 0 before the last iso-FLOP seed),
+# the second T5 seed, dense seed 1, then the extra points. Every command is resumable: finished
 # points are skipped and a cut-off point resumes from its last checkpoint, so the script is simply
 # started again after an interruption. One thread per training, lowest priority: two 2-thread
 # trainings on 2 cores run 10-20x slower than one. On 2 cores, start the script twice (two
@@ -98,11 +99,12 @@ isoflop 0
 for seed in 1 2; do
   vision 1:32 srste,mdgf_exp,sdgf_step "$seed"
   vision 1:16 srste,mdgf_exp "$seed"
-  isoflop "$seed"
+  (( seed == 1 )) && isoflop 1
 done
-t5 1:32 srste,mdgf_exp 0
-vision dense dense 1
+t5 1:32 srste,mdgf_exp 0  # before the last iso-FLOP seed: the first language comparison
+isoflop 2
 t5 1:32 srste,mdgf_exp 1
+vision dense dense 1
 # more of the grid, as time allows
 vision 1:32 mdgf_linear,mdgf_step,sdgf_geo 0
 vision 2:4 srste,mdgf_exp 0

@@ -9,6 +9,7 @@ page must quote the tables verbatim, so no number there is typed by hand.
 """
 from __future__ import annotations
 
+import csv
 import importlib.util
 import re
 import shlex
@@ -114,3 +115,72 @@ def test_collecting_keeps_the_curves_of_a_point_restored_without_metrics(tmp_pat
     assert (dest / point.name / "curves.jsonl").read_text() == curves
     assert (dest / point.name / "diagnostics.jsonl").read_text() == diagnostics
     assert json.loads((dest / point.name / "summary.json").read_text()) == {"eval_value": 58.46}
+
+
+# Every measured figure the pages write in prose is one the committed reports print (tables,
+# per-seed values of runs.csv), or the difference of two as-trained means the tables print, or,
+# where the prose says "N times", the ratio of two noise levels; the paper's figures are those of
+# the page's claim paragraph. The derived forms are kept this narrow so that a stale figure
+# rarely passes by coincidence.
+DECIMAL = re.compile(r"(?<![\w.])(\d*\.\d+(?:e[-+]?\d+)?)(?![\w.])")
+
+
+def prose_sections():
+    page, readme = RESULTS_DOC.read_text(), (ROOT / "README.md").read_text()
+    between = lambda text, start, end: text[text.index(start):text.index(end, text.index(start))]
+    return {"docs/results.md status": between(page, "**Status", "## Setting"),
+            "docs/results.md reading": between(page, "## Reading", "## Still to run"),
+            "README.md results": between(readme, "**The recipe comparison**", "The smoke-scale runs")}
+
+
+def table_columns(path: Path, names: tuple[str, ...]) -> list[float]:
+    """The numbers of the named columns of a markdown table (its first table only)."""
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in path.read_text().splitlines()
+            if line.startswith("|") and not line.startswith("|---")]
+    if not rows:
+        return []
+    keep = [i for i, name in enumerate(rows[0]) if name in names]
+    return [float(row[i]) for row in rows[1:] for i in keep if DECIMAL.fullmatch(row[i])]
+
+
+def traceable(figure: str, sources: set[str], means: list[float], noise: list[float],
+              ratio: bool = False) -> bool:
+    """Is `figure` printed by a report, or (as written, at its precision) a difference of two
+    means, or, where the prose calls it "N times", a ratio of two noise levels?"""
+    if "e" in figure:  # scientific notation is quoted as the tables print it
+        return figure in sources
+    decimals, value = len(figure.split(".")[1]), float(figure)
+    close = lambda x: abs(round(x, decimals) - value) < 1e-9
+    if ratio:
+        return any(close(a / b) for a in noise for b in noise)
+    return (any(close(float(s)) for s in sources if "e" not in s)
+            or any(close(abs(a - b)) for a in means for b in means))
+
+
+def test_every_figure_in_the_prose_comes_from_the_committed_reports():
+    reports = sorted(RESULTS.glob("**/report/*.md"))
+    claim = RESULTS_DOC.read_text().split("**Claim under test**")[1].split("\n\n")[0]
+    per_seed = [row[key] for path in RESULTS.glob("**/report/runs.csv")
+                for row in csv.DictReader(path.open()) for key in ("eval_value", "eval_value_strict")]
+    sources = {f for text in [p.read_text() for p in reports] + [claim] for f in DECIMAL.findall(text)}
+    sources |= {f for f in per_seed if DECIMAL.fullmatch(f)}
+    means = [float(f) for f in DECIMAL.findall(claim)] + [
+        v for p in reports if p.name == "table.md" for v in table_columns(p, ("as trained",))]
+    noise = [v for p in reports if p.name == "noise.md"
+             for v in table_columns(p, ("Var(AdamW v)", "Var(abs(grad))"))]
+    untraced = {name: [m[1] for m in DECIMAL.finditer(text)
+                       if not traceable(m[1], sources, means, noise, ratio=text.startswith(" times", m.end()))]
+                for name, text in prose_sections().items()}
+    assert not any(untraced.values()), \
+        f"figures in prose that no committed report gives (stale? run launch/evidence.sh collect): {untraced}"
+
+
+def test_the_figure_check_catches_a_stale_figure():
+    sources = {"58.28", "63.45", "4.45e-12", "1.47e-11", "64.6"}
+    means, noise = [58.28, 63.45], [4.45e-12, 1.47e-11]
+    assert traceable("63.45", sources, means, noise) and traceable("64.60", sources, means, noise)
+    assert traceable("5.17", sources, means, noise)  # a difference of two means
+    assert traceable("3.3", sources, means, noise, ratio=True)  # "3.3 times": a ratio of two noise levels
+    assert not traceable("3.3", sources, means, noise)
+    assert not traceable("63.59", sources, means, noise)  # last session's mean
+    assert not traceable("5.09", sources, means, noise) and not traceable("4.46e-12", sources, means, noise)

@@ -183,8 +183,6 @@ def accuracy_vs_flops(groups: List[Dict[str, Any]], out: Optional[Path] = None):
         xs, ys = [x for x, _ in front], [y for _, y in front]
         right = max(g["train_flops"] for g in items)
         ax.step(xs + [right], ys + [ys[-1]], where="post", ls="--", lw=1.2, color="0.25", zorder=0)
-        ax.annotate("Pareto front", (xs[-1], ys[-1]), textcoords="offset points", xytext=(4, 6), fontsize="small",
-                    color="0.25")
         _log_flops_axis(ax, [g["train_flops"] for g in items])
         _style_axes(ax, f"{model}: {metric_name(metric)} vs training FLOPs", "training FLOPs (log scale)",
                     metric_label(metric, items[0]["headline"] == "strict"))

@@ -27,7 +27,8 @@
 set -uo pipefail
 export PGF_DATA_DIR="${PGF_DATA_DIR:-../shared/data}" HF_HUB_OFFLINE=1
 # sweep -> its folder under results/ (pgf-report results/cifar10 reads grid/ and isoflop/ together)
-declare -A FOLDER=([cifar10_grid]=cifar10/grid [cifar10_isoflop]=cifar10/isoflop [multi30k_grid]=multi30k/grid)
+declare -A FOLDER=([cifar10_grid]=cifar10/grid [cifar10_isoflop]=cifar10/isoflop
+                   [cifar10_isoflop_sdgf_step]=cifar10/isoflop_sdgf_step [multi30k_grid]=multi30k/grid)
 
 PIN=397e64c
 if [[ ${1:-} == start ]]; then
@@ -83,11 +84,13 @@ grid() {  # grid SWEEP SPARSITY RECIPES SEED: a point per recipe of the preset n
 }
 vision() { grid cifar10_grid "$@"; }  # vision SPARSITY RECIPES SEED: the 24-epoch CIFAR-10 setting
 t5() { grid multi30k_grid "$@"; }     # t5 SPARSITY RECIPES SEED: the 8-epoch Multi30k setting
-isoflop() {  # isoflop SEED: SR-STE at 1:32 given exactly the training FLOPs of MDGF-Exp at 1:32 (same seed)
-  local summary="multirun/cifar10_grid/vit-n1m32-mdgf_exp-s$1/summary.json"
+isoflop() {  # isoflop SEED [RECIPE]: SR-STE at 1:32 given exactly the training FLOPs of RECIPE (MDGF-Exp) there
+  local recipe=${2:-mdgf_exp} sweep=cifar10_isoflop
+  [[ $recipe == mdgf_exp ]] || sweep=cifar10_isoflop_$recipe
+  local summary="multirun/cifar10_grid/vit-n1m32-$recipe-s$1/summary.json"
   [[ -f $summary ]] || return 0
   local flops; flops=$(python -c "import json; print(json.load(open('$summary'))['train_flops'])")
-  point cifar10_isoflop experiment=cifar10_grid budget.epochs=null "budget.train_flops=$flops" \
+  point "$sweep" experiment=cifar10_grid budget.epochs=null "budget.train_flops=$flops" \
     sparsity=1:32 recipe=srste "seed=$1"
 }
 
@@ -105,7 +108,9 @@ t5 1:32 srste,mdgf_exp 0  # before the last iso-FLOP seed: the first language co
 isoflop 2
 t5 1:32 srste,mdgf_exp 1
 vision dense dense 1
-# more of the grid, as time allows
+# more of the grid, as time allows: first SR-STE given SDGF-Step's training FLOPs (is SDGF-Step
+# better than SR-STE at equal compute?), then the other recipes and patterns
+for seed in 0 1; do isoflop "$seed" sdgf_step; done
 vision 1:32 mdgf_linear,mdgf_step,sdgf_geo 0
 vision 2:4 srste,mdgf_exp 0
 vision 1:8 srste,mdgf_exp 0

@@ -242,15 +242,20 @@ def test_every_config_file_opens_with_the_command_that_uses_it():
         assert lines[0].startswith("# ") and ("pgf-train" in lines[0] or "torchrun" in lines[0]), path
 
 
-def test_the_isoflop_preset_is_the_grid_setting_with_mdgf_exps_measured_flops():
-    """experiment=cifar10_isoflop reruns the results' iso-FLOP SR-STE points: only the budget differs."""
+@pytest.mark.parametrize("preset, recipe, flops, seeds", [
+    ("cifar10_isoflop", "mdgf_exp", 158350643822592, "0,1,2"),
+    ("cifar10_isoflop_sdgf_step", "sdgf_step", 119307881152512, "0,1"),
+])
+def test_an_isoflop_preset_is_the_grid_setting_with_a_recipes_measured_flops(preset, recipe, flops, seeds):
+    """experiment=cifar10_isoflop* reruns the results' iso-FLOP SR-STE points: only the budget differs,
+    and it is the training FLOPs that the committed 1:32 summary of `recipe` records."""
     import json
 
     grid = OmegaConf.to_container(compose_cfg("experiment=cifar10_grid", "sparsity=1:32", "recipe=srste"))
-    iso = OmegaConf.to_container(compose_cfg("experiment=cifar10_isoflop", "sparsity=1:32", "recipe=srste"))
-    assert iso.pop("budget") == {**grid.pop("budget"), "epochs": None, "train_flops": 158350643822592}
+    iso = OmegaConf.to_container(compose_cfg(f"experiment={preset}", "sparsity=1:32", "recipe=srste"))
+    assert iso.pop("budget") == {**grid.pop("budget"), "epochs": None, "train_flops": flops}
     assert iso == grid
-    mdgf = CONF.parent / "results" / "cifar10" / "grid" / "vit-n1m32-mdgf_exp-s0" / "summary.json"
-    assert json.loads(mdgf.read_text())["train_flops"] == 158350643822592
-    sweep = compose(config_name="train", overrides=["experiment=cifar10_isoflop"], return_hydra_config=True)
-    assert dict(sweep.hydra.sweeper.params) == {"sparsity": "1:32", "recipe": "srste", "seed": "0,1,2"}
+    summary = CONF.parent / "results" / "cifar10" / "grid" / f"vit-n1m32-{recipe}-s0" / "summary.json"
+    assert json.loads(summary.read_text())["train_flops"] == flops
+    sweep = compose(config_name="train", overrides=[f"experiment={preset}"], return_hydra_config=True)
+    assert dict(sweep.hydra.sweeper.params) == {"sparsity": "1:32", "recipe": "srste", "seed": seeds}

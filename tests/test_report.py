@@ -20,7 +20,7 @@ import pytest
 
 from pgfsparse.report import collect_runs, format_budget, parse_run_name, summarize, to_markdown
 from pgfsparse.report.cli import main
-from pgfsparse.report.plots import accuracy_vs_flops, pareto_front, running_mean
+from pgfsparse.report.plots import accuracy_vs_flops, gradient_noise, pareto_front, running_mean
 from pgfsparse.report.noise import final_level, noise_levels
 from pgfsparse.report.table import sort_value
 
@@ -364,6 +364,29 @@ def test_noise_levels_are_the_mean_of_each_curves_last_values_then_over_seeds(tm
     assert group["sparsity/ff/exp_avg_sq_var"]["mean"] == pytest.approx(2 * (1 / 900 + 1 / 1600) / 2)
     assert group["sparsity/ff/exp_avg_sq_var"]["n"] == 2
     assert final_level([4.0, 1.0, 2.0], window=5) == pytest.approx(7 / 3) and final_level([]) is None
+
+
+def test_the_noise_plot_draws_a_line_per_budget_as_the_noise_table_does(tmp_path):
+    """SR-STE at equal epochs and at equal FLOPs are two settings: averaging them would make one line
+    of two runs' lengths (the iso-FLOP curve's tail alone after the shorter runs end)."""
+    write_run(tmp_path / "g", sparsity="1:32", recipe="srste", seed=0, noise=1.0)
+    write_run(tmp_path / "g", sparsity="1:32", recipe="mdgf_exp", seed=0, noise=1.0)
+    iso = write_run(tmp_path / "iso", sparsity="1:32", recipe="srste", seed=0, noise=3.0,
+                    budget={"kind": "train_flops", "value": 2e12})
+    lines = (iso / "metrics.jsonl").read_text() + json.dumps(
+        {"event": "diagnostics", "step": 50, "sparsity/ff/grad_abs_var": 3.0 / 50,
+         "sparsity/ff/exp_avg_sq_var": 3.0 / 2500}) + "\n"
+    (iso / "metrics.jsonl").write_text(lines)
+    figure = gradient_noise(collect_runs([str(tmp_path / "g"), str(tmp_path / "iso")]), window=1)
+    panel = figure.axes[1]  # (b) variance of |grad|
+    drawn = {line.get_label(): (list(line.get_xdata()), list(line.get_ydata())) for line in panel.get_lines()}
+    assert drawn == {
+        "srste epochs=2": ([10, 20, 30, 40], pytest.approx([1 / 10, 1 / 20, 1 / 30, 1 / 40])),
+        "srste train_flops=2e+12": ([10, 20, 30, 40, 50], pytest.approx([3 / 10, 3 / 20, 3 / 30, 3 / 40, 3 / 50])),
+        "mdgf_exp epochs=2": ([10, 20, 30, 40], pytest.approx([1 / 10, 1 / 20, 1 / 30, 1 / 40])),
+    }
+    styles = {line.get_label(): line.get_linestyle() for line in panel.get_lines()}
+    assert styles["srste epochs=2"] == styles["mdgf_exp epochs=2"] != styles["srste train_flops=2e+12"]
 
 
 def test_report_writes_the_noise_table_and_none_without_diagnostics(grid, tmp_path, capsys):

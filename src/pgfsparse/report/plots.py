@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from .collect import read_events
-from .noise import NOISE_KEYS
+from .noise import NOISE_GROUP_BY, NOISE_KEYS
 from .table import density, sort_value, split_metrics
 
 RECIPE_COLORS = {
@@ -314,9 +314,10 @@ def training_curves(rows: List[Dict[str, Any]], metric: Optional[str] = None, st
 def gradient_noise(rows: List[Dict[str, Any]], window: int = 5, out: Optional[Path] = None):
     """The paper's Figure 3: (a) variance of AdamW's second moment, (b) variance of |grad|, over FF weights.
 
-    Per recipe (x sparsity, x model when several) the mean over seeds at each
-    step, smoothed by a running mean of `window` points, on a log y axis. MDGF's
-    curves fall during training; SR-STE's stay high.
+    Per setting (model, sparsity, recipe, budget: the rows of noise.md) the mean
+    over seeds at each step, smoothed by a running mean of `window` points, on a
+    log y axis. Colour = recipe, line style = sparsity and budget. MDGF's curves
+    fall during training; SR-STE's stay high.
     """
     series: Dict[Tuple, Dict[str, List[List[Tuple[int, float]]]]] = {}
     for row in rows:
@@ -326,16 +327,19 @@ def gradient_noise(rows: List[Dict[str, Any]], window: int = 5, out: Optional[Pa
         for key, _, _ in NOISE_KEYS:
             curve = [(e["step"], float(e[key])) for e in events if e.get(key) is not None]
             if curve:
-                setting = (row.get("model"), row.get("recipe"), row.get("sparsity"))
+                setting = tuple(row.get(k) for k in NOISE_GROUP_BY)
                 series.setdefault(setting, {}).setdefault(key, []).append(curve)
     if not series:
         raise NothingToPlot("gradient_noise: no diagnostics (sparsity/ff/... lines in metrics.jsonl or "
                             "diagnostics.jsonl); dense runs log none")
-    several_models = len({s[0] for s in series}) > 1
-    sparsities = _ordered((s[2] for s in series), "sparsity")
-    styles = {s: _LINESTYLES[i % len(_LINESTYLES)] for i, s in enumerate(sparsities)}
+    settings = [dict(zip(NOISE_GROUP_BY, s)) for s in series]
+    several = {k: len({s[k] for s in settings}) > 1 for k in NOISE_GROUP_BY}
+    # a line style per (sparsity, budget): SR-STE at equal epochs and at equal FLOPs are two lines
+    variants = sorted({(s["sparsity"], s["budget"] or "") for s in settings},
+                      key=lambda v: (sort_value("sparsity", v[0]), sort_value("budget", v[1])))
+    styles = {v: _LINESTYLES[i % len(_LINESTYLES)] for i, v in enumerate(variants)}
     fig, axes = _figure(2, height=4.2)
-    order = sorted(series, key=lambda s: [sort_value(k, v) for k, v in zip(("model", "recipe", "sparsity"), s)])
+    order = sorted(series, key=lambda s: [sort_value(k, v) for k, v in zip(NOISE_GROUP_BY, s)])
     for ax, (key, title, _) in zip(axes, NOISE_KEYS):
         drawn = 0
         for setting in order:
@@ -347,10 +351,12 @@ def gradient_noise(rows: List[Dict[str, Any]], window: int = 5, out: Optional[Pa
             kept = [(s, v) for s, v in zip(steps, smooth) if v > 0]
             if not kept:
                 continue
-            model, recipe, sparsity = setting
-            label = recipe + (f" {sparsity}" if len(sparsities) > 1 else "") + (f" [{model}]" if several_models else "")
-            ax.plot([s for s, _ in kept], [v for _, v in kept], color=recipe_color(recipe), ls=styles[sparsity],
-                    lw=1.8, label=label)
+            model, sparsity, recipe, budget = (setting[NOISE_GROUP_BY.index(k)]
+                                               for k in ("model", "sparsity", "recipe", "budget"))
+            label = " ".join([recipe] + [str(v) for k, v in (("sparsity", sparsity), ("budget", budget))
+                                         if several[k] and v] + ([f"[{model}]"] if several["model"] else []))
+            ax.plot([s for s, _ in kept], [v for _, v in kept], color=recipe_color(recipe),
+                    ls=styles[(sparsity, budget or "")], lw=1.8, label=label)
             drawn += 1
         if drawn:
             ax.set_yscale("log")

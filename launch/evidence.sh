@@ -3,8 +3,8 @@
 #
 # The small-scale comparison of docs/results.md, point by point in priority order: the 1:32
 # recipes of seed 0 first, then dense and 1:16, the dense T5 (its budget's check), the iso-FLOP
-# SR-STE runs and the other seeds (the sparse T5 pair of seed 0 before the last iso-FLOP seed),
-# the second T5 seed, dense seed 1, then the extra points. Every command is resumable: finished
+# SR-STE runs and the other seeds, the sparse T5 pairs of seeds 0 and 1 (before the last iso-FLOP
+# seed), dense seed 1, then the extra points. Every command is resumable: finished
 # points are skipped and a cut-off point resumes from its last checkpoint, so the script is simply
 # started again after an interruption. One thread per training, lowest priority: two 2-thread
 # trainings on 2 cores run 10-20x slower than one. On 2 cores, start the script twice (two
@@ -104,9 +104,9 @@ for seed in 1 2; do
   vision 1:16 srste,mdgf_exp "$seed"
   (( seed == 1 )) && isoflop 1
 done
-t5 1:32 srste,mdgf_exp 0  # before the last iso-FLOP seed: the first language comparison
+t5 1:32 srste,mdgf_exp 0  # the language comparison before the last iso-FLOP seed: T5 needs
+t5 1:32 srste,mdgf_exp 1  # two seeds for any reading, the iso-FLOP point already has two
 isoflop 2
-t5 1:32 srste,mdgf_exp 1
 vision dense dense 1
 # more of the grid, as time allows: first SR-STE given SDGF-Step's training FLOPs (is SDGF-Step
 # better than SR-STE at equal compute?), then the other recipes and patterns

@@ -35,7 +35,8 @@ def collect(sweep: Path, dest: Path) -> int:
             shutil.copyfile(point / "summary.json", out / "summary.json")
         status = json.loads((point / "status.json").read_text())
         if status["status"] == "running":  # a snapshot: the copy is unfinished wherever it is read
-            status.update(status="unfinished", step=max((e["step"] for e in events), default=0))
+            status.update(status="unfinished", step=max((e["step"] for e in events), default=0),
+                          collected_while_training=True)  # so the report says so, not "stopped"
             status.pop("pid", None)
         (out / "status.json").write_text(json.dumps(status, indent=2, sort_keys=True) + "\n")
     for name in ("sweep.json", "sweep_status.json"):

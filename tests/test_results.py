@@ -117,6 +117,27 @@ def test_collecting_keeps_the_curves_of_a_point_restored_without_metrics(tmp_pat
     assert json.loads((dest / point.name / "summary.json").read_text()) == {"eval_value": 58.46}
 
 
+def test_a_point_collected_while_training_is_reported_as_such_not_as_stopped(tmp_path):
+    import json
+    import os
+
+    from pgfsparse.report.collect import collect_runs
+
+    collect_results = load_launch_script("collect_results")
+    sweep, dest = tmp_path / "multirun" / "grid", tmp_path / "results" / "grid"
+    point = sweep / "t5-n1m32-srste-s1"
+    point.mkdir(parents=True)
+    (point / "status.json").write_text(json.dumps({"status": "running", "pid": os.getpid(), "host": "vm",
+                                                   "overrides": ["sparsity=1:32", "recipe=srste", "seed=1"]}))
+    lines = [{"event": "train", "step": 20, "train/loss": 8.0}, {"event": "train", "step": 620, "train/loss": 5.0}]
+    (point / "metrics.jsonl").write_text("".join(json.dumps(e) + "\n" for e in lines))
+    collect_results.collect(sweep, dest)
+    copied = json.loads((dest / point.name / "status.json").read_text())
+    assert copied["status"] == "unfinished" and copied["step"] == 620 and "pid" not in copied
+    [row] = collect_runs([str(dest)])
+    assert (row["status"], row["error"]) == ("unfinished", "still training at step 620 when collected (no summary yet)")
+
+
 # Every measured figure the pages write in prose is one the committed reports print (tables,
 # per-seed values of runs.csv), or the difference of two as-trained means the tables print, or,
 # where the prose says "N times", the ratio of two noise levels; the paper's figures are those of

@@ -135,7 +135,7 @@ def test_a_point_collected_while_training_is_reported_as_such_not_as_stopped(tmp
     copied = json.loads((dest / point.name / "status.json").read_text())
     assert copied["status"] == "unfinished" and copied["step"] == 620 and "pid" not in copied
     [row] = collect_runs([str(dest)])
-    assert (row["status"], row["error"]) == ("unfinished", "still training at step 620 when collected (no summary yet)")
+    assert (row["status"], row["error"]) == ("unfinished", "still training at step 620 when collected, no summary yet")
 
 
 # Every measured figure the pages write in prose is one the committed reports print (tables,

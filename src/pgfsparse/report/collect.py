@@ -211,7 +211,7 @@ def _why_unfinished(status: Dict[str, Any], run_dir: Optional[Path]) -> str:
     step = status.get("step", _last_step(run_dir) if run_dir else None)
     at = f" at step {step}" if step is not None else ""
     if status.get("collected_while_training"):  # launch/collect_results.py copied it mid-run
-        return f"still training{at} when collected (no summary yet)"
+        return f"still training{at} when collected, no summary yet"
     if run_dir is None:
         return f"stopped{at} without a summary (no run folder; sweep status {status.get('status') or 'unknown'})"
     if status.get("status") == "running":

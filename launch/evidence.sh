@@ -28,7 +28,8 @@ set -uo pipefail
 export PGF_DATA_DIR="${PGF_DATA_DIR:-../shared/data}" HF_HUB_OFFLINE=1
 # sweep -> its folder under results/ (pgf-report results/cifar10 reads grid/ and isoflop/ together)
 declare -A FOLDER=([cifar10_grid]=cifar10/grid [cifar10_isoflop]=cifar10/isoflop
-                   [cifar10_isoflop_sdgf_step]=cifar10/isoflop_sdgf_step [multi30k_grid]=multi30k/grid)
+                   [cifar10_isoflop_sdgf_step]=cifar10/isoflop_sdgf_step [multi30k_grid]=multi30k/grid
+                   [multi30k_isoflop]=multi30k/isoflop)
 
 PIN=397e64c
 if [[ ${1:-} == start ]]; then
@@ -108,8 +109,10 @@ t5 1:32 srste,mdgf_exp 0  # the language comparison before the last iso-FLOP see
 t5 1:32 srste,mdgf_exp 1  # two seeds for any reading, the iso-FLOP point already has two
 isoflop 2
 vision dense dense 1
-# more of the grid, as time allows: first SR-STE given SDGF-Step's training FLOPs (is SDGF-Step
-# better than SR-STE at equal compute?), then the other recipes and patterns
+# more of the grid, as time allows: first the T5 SR-STE given MDGF-Exp's training FLOPs (does its
+# language lead survive at equal compute? about 135 min each), then SR-STE given SDGF-Step's
+# training FLOPs (is SDGF-Step better than SR-STE at equal compute?), then other recipes and patterns
+for seed in 0 1; do point multi30k_isoflop experiment=multi30k_isoflop sparsity=1:32 recipe=srste "seed=$seed"; done
 for seed in 0 1; do isoflop "$seed" sdgf_step; done
 vision 1:32 mdgf_linear,mdgf_step,sdgf_geo 0
 vision 2:4 srste,mdgf_exp 0

@@ -242,20 +242,23 @@ def test_every_config_file_opens_with_the_command_that_uses_it():
         assert lines[0].startswith("# ") and ("pgf-train" in lines[0] or "torchrun" in lines[0]), path
 
 
-@pytest.mark.parametrize("preset, recipe, flops, seeds", [
-    ("cifar10_isoflop", "mdgf_exp", 158350643822592, "0,1,2"),
-    ("cifar10_isoflop_sdgf_step", "sdgf_step", 119307881152512, "0,1"),
+@pytest.mark.parametrize("preset, grid_preset, run, flops, seeds", [
+    ("cifar10_isoflop", "cifar10_grid", "vit-n1m32-mdgf_exp", 158350643822592, "0,1,2"),
+    ("cifar10_isoflop_sdgf_step", "cifar10_grid", "vit-n1m32-sdgf_step", 119307881152512, "0,1"),
+    ("multi30k_isoflop", "multi30k_grid", "t5-n1m32-mdgf_exp", 159307113431040, "0,1"),
 ])
-def test_an_isoflop_preset_is_the_grid_setting_with_a_recipes_measured_flops(preset, recipe, flops, seeds):
-    """experiment=cifar10_isoflop* reruns the results' iso-FLOP SR-STE points: only the budget differs,
-    and it is the training FLOPs that the committed 1:32 summary of `recipe` records."""
+def test_an_isoflop_preset_is_the_grid_setting_with_a_recipes_measured_flops(preset, grid_preset, run, flops,
+                                                                              seeds):
+    """experiment=*_isoflop* reruns the results' iso-FLOP SR-STE points: only the budget differs from
+    the grid, and it is the training FLOPs that the committed 1:32 summary of `run` records."""
     import json
 
-    grid = OmegaConf.to_container(compose_cfg("experiment=cifar10_grid", "sparsity=1:32", "recipe=srste"))
+    grid = OmegaConf.to_container(compose_cfg(f"experiment={grid_preset}", "sparsity=1:32", "recipe=srste"))
     iso = OmegaConf.to_container(compose_cfg(f"experiment={preset}", "sparsity=1:32", "recipe=srste"))
     assert iso.pop("budget") == {**grid.pop("budget"), "epochs": None, "train_flops": flops}
     assert iso == grid
-    summary = CONF.parent / "results" / "cifar10" / "grid" / f"vit-n1m32-{recipe}-s0" / "summary.json"
-    assert json.loads(summary.read_text())["train_flops"] == flops
+    results = CONF.parent / "results" / grid_preset.split("_")[0] / "grid"
+    for seed in (0, 1):
+        assert json.loads((results / f"{run}-s{seed}" / "summary.json").read_text())["train_flops"] == flops
     sweep = compose(config_name="train", overrides=[f"experiment={preset}"], return_hydra_config=True)
     assert dict(sweep.hydra.sweeper.params) == {"sparsity": "1:32", "recipe": "srste", "seed": seeds}

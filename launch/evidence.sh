@@ -85,13 +85,17 @@ grid() {  # grid SWEEP SPARSITY RECIPES SEED: a point per recipe of the preset n
 }
 vision() { grid cifar10_grid "$@"; }  # vision SPARSITY RECIPES SEED: the 24-epoch CIFAR-10 setting
 t5() { grid multi30k_grid "$@"; }     # t5 SPARSITY RECIPES SEED: the 8-epoch Multi30k setting
-isoflop() {  # isoflop SEED [RECIPE]: SR-STE at 1:32 given exactly the training FLOPs of RECIPE (MDGF-Exp) there
-  local recipe=${2:-mdgf_exp} sweep=cifar10_isoflop
-  [[ $recipe == mdgf_exp ]] || sweep=cifar10_isoflop_$recipe
-  local summary="multirun/cifar10_grid/vit-n1m32-$recipe-s$1/summary.json"
+# isoflop SEED [RECIPE] [GRID]: SR-STE at 1:32 given exactly the training FLOPs that RECIPE (MDGF-Exp)
+# used at 1:32 in GRID (cifar10_grid), read from its summary; sweep <dataset>_isoflop[_RECIPE]. The
+# budget is passed as overrides, not as the *_isoflop presets: the pinned worktree predates them.
+isoflop() {
+  local recipe=${2:-mdgf_exp} grid=${3:-cifar10_grid}
+  local sweep=${grid%_grid}_isoflop
+  [[ $recipe == mdgf_exp ]] || sweep=${sweep}_$recipe
+  local summary; summary=$(echo "multirun/$grid/"*"-n1m32-$recipe-s$1/summary.json")  # one model per grid
   [[ -f $summary ]] || return 0
   local flops; flops=$(python -c "import json; print(json.load(open('$summary'))['train_flops'])")
-  point "$sweep" experiment=cifar10_grid budget.epochs=null "budget.train_flops=$flops" \
+  point "$sweep" "experiment=$grid" budget.epochs=null "budget.train_flops=$flops" \
     sparsity=1:32 recipe=srste "seed=$1"
 }
 
@@ -112,7 +116,7 @@ vision dense dense 1
 # more of the grid, as time allows: first the T5 SR-STE given MDGF-Exp's training FLOPs (does its
 # language lead survive at equal compute? about 135 min each), then SR-STE given SDGF-Step's
 # training FLOPs (is SDGF-Step better than SR-STE at equal compute?), then other recipes and patterns
-for seed in 0 1; do point multi30k_isoflop experiment=multi30k_isoflop sparsity=1:32 recipe=srste "seed=$seed"; done
+for seed in 0 1; do isoflop "$seed" mdgf_exp multi30k_grid; done
 for seed in 0 1; do isoflop "$seed" sdgf_step; done
 vision 1:32 mdgf_linear,mdgf_step,sdgf_geo 0
 vision 2:4 srste,mdgf_exp 0

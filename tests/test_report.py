@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import csv
 import json
+import math
 import os
 import socket
 import subprocess
@@ -20,7 +21,8 @@ import pytest
 
 from pgfsparse.report import collect_runs, format_budget, parse_run_name, summarize, to_markdown
 from pgfsparse.report.cli import main
-from pgfsparse.report.plots import accuracy_vs_flops, gradient_noise, pareto_front, running_mean
+from pgfsparse.report.plots import (accuracy_vs_flops, dodged, gradient_noise, pareto_front, running_mean,
+                                    sparsity_marker)
 from pgfsparse.report.noise import final_level, noise_levels
 from pgfsparse.report.table import sort_value
 
@@ -492,3 +494,22 @@ def test_usage_mistakes_and_missing_paths_are_one_line_errors(tmp_path, capsys):
     assert len(err) == 3 and all(line.startswith("pgf-report: error: ") for line in err)
     assert "not allowed with argument" in err[0] and "no such file or directory" in err[1]
     assert err[2].startswith("pgf-report: error: no match for")
+
+
+def test_points_at_equal_flops_are_drawn_side_by_side_and_others_where_they_are():
+    # 1e14 and 1.001e14 coincide (iso-FLOP pair); 2e14 stands alone. log span 0.301 decades,
+    # step 0.02 of it: the pair moves by -/+ 0.01 * 0.301 decades around its own values
+    shown = dodged([2e14, 1e14, 1.001e14])
+    assert shown[0] == 2e14
+    assert shown[1] == pytest.approx(1e14 * 10 ** (-0.01 * math.log10(2)))
+    assert shown[2] == pytest.approx(1.001e14 * 10 ** (0.01 * math.log10(2)))
+    assert dodged([5e13]) == [5e13]
+
+
+def test_an_iso_flop_marker_does_not_hide_under_the_run_it_matches(tmp_path):
+    groups = [{"model": "vit", "metric": "top1", "headline": "as_trained", "sparsity": "1:32", "recipe": recipe,
+               "train_flops": 1.5e14, "mean": mean, "std": 0.3} for recipe, mean in (("srste", 63.4), ("mdgf_exp", 63.5))]
+    figure = accuracy_vs_flops(groups)
+    markers = [line for line in figure.axes[0].lines if line.get_marker() == sparsity_marker("1:32")]
+    xs = sorted(float(line.get_xdata()[0]) for line in markers)
+    assert len(xs) == 2 and xs[0] < 1.5e14 < xs[1]

@@ -165,9 +165,35 @@ def _log_flops_axis(ax, flops: List[float]) -> None:
     ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:.2g}"))
 
 
+def dodged(xs: Sequence[float], tolerance: float = 0.005, step: float = 0.02) -> List[float]:
+    """Positions for points on a log axis, spread sideways where their x values (nearly) coincide.
+
+    An iso-FLOP run sits at exactly the FLOPs of the run it matches, so on a FLOPs axis its
+    marker would hide under the other. Points within `tolerance` (relative) of each other are
+    spread symmetrically by `step` of the axis' log span (at least a tenth of a decade); the
+    Pareto front and every table keep the true values.
+    """
+    logs = [math.log10(x) for x in xs]
+    span = max(max(logs) - min(logs), 0.1)
+    clusters: List[List[int]] = []
+    for i in sorted(range(len(xs)), key=logs.__getitem__):
+        if clusters and logs[i] - logs[clusters[-1][0]] <= math.log10(1 + tolerance):
+            clusters[-1].append(i)
+        else:
+            clusters.append([i])
+    shown = list(xs)
+    for cluster in (c for c in clusters if len(c) > 1):
+        for rank, i in enumerate(cluster):
+            shown[i] = 10 ** (logs[i] + (rank - (len(cluster) - 1) / 2) * step * span)
+    return shown
+
+
 # -- the figures ---------------------------------------------------------------------------------
 def accuracy_vs_flops(groups: List[Dict[str, Any]], out: Optional[Path] = None):
-    """Headline metric vs training FLOPs (log x), one point per group with seed std; dashed Pareto front."""
+    """Headline metric vs training FLOPs (log x), one point per group with seed std; dashed Pareto front.
+
+    Points at the same FLOPs (an iso-FLOP run and the run it matches) are drawn side by side (`dodged`).
+    """
     from matplotlib.lines import Line2D
 
     points = [g for g in groups if g.get("train_flops") and g.get("mean") is not None]
@@ -176,8 +202,9 @@ def accuracy_vs_flops(groups: List[Dict[str, Any]], out: Optional[Path] = None):
     panels = _by(points, "model", "metric")
     fig, axes = _figure(len(panels))
     for ax, ((model, metric), items) in zip(axes, panels.items()):
-        for g in items:
-            ax.errorbar(g["train_flops"], g["mean"], yerr=g.get("std") or 0, color=recipe_color(g.get("recipe")),
+        shown_x = dodged([g["train_flops"] for g in items])
+        for g, x in zip(items, shown_x):
+            ax.errorbar(x, g["mean"], yerr=g.get("std") or 0, color=recipe_color(g.get("recipe")),
                         marker=sparsity_marker(g.get("sparsity")), ms=8, ls="none", capsize=3, mec="white", mew=0.6)
         front = pareto_front((g["train_flops"], g["mean"]) for g in items)
         xs, ys = [x for x, _ in front], [y for _, y in front]

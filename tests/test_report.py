@@ -506,7 +506,7 @@ def test_points_at_equal_flops_are_drawn_side_by_side_and_others_where_they_are(
     assert dodged([5e13]) == [5e13]
 
 
-def test_an_iso_flop_marker_does_not_hide_under_the_run_it_matches(tmp_path):
+def test_an_iso_flop_marker_does_not_hide_under_the_run_it_matches():
     groups = [{"model": "vit", "metric": "top1", "headline": "as_trained", "sparsity": "1:32", "recipe": recipe,
                "train_flops": 1.5e14, "mean": mean, "std": 0.3} for recipe, mean in (("srste", 63.4), ("mdgf_exp", 63.5))]
     figure = accuracy_vs_flops(groups)

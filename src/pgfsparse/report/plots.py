@@ -202,15 +202,14 @@ def accuracy_vs_flops(groups: List[Dict[str, Any]], out: Optional[Path] = None):
     panels = _by(points, "model", "metric")
     fig, axes = _figure(len(panels))
     for ax, ((model, metric), items) in zip(axes, panels.items()):
-        shown_x = dodged([g["train_flops"] for g in items])
-        for g, x in zip(items, shown_x):
+        flops = [g["train_flops"] for g in items]
+        for g, x in zip(items, dodged(flops)):
             ax.errorbar(x, g["mean"], yerr=g.get("std") or 0, color=recipe_color(g.get("recipe")),
                         marker=sparsity_marker(g.get("sparsity")), ms=8, ls="none", capsize=3, mec="white", mew=0.6)
         front = pareto_front((g["train_flops"], g["mean"]) for g in items)
         xs, ys = [x for x, _ in front], [y for _, y in front]
-        right = max(g["train_flops"] for g in items)
-        ax.step(xs + [right], ys + [ys[-1]], where="post", ls="--", lw=1.2, color="0.25", zorder=0)
-        _log_flops_axis(ax, [g["train_flops"] for g in items])
+        ax.step(xs + [max(flops)], ys + [ys[-1]], where="post", ls="--", lw=1.2, color="0.25", zorder=0)
+        _log_flops_axis(ax, flops)
         _style_axes(ax, f"{model}: {metric_name(metric)} vs training FLOPs", "training FLOPs (log scale)",
                     metric_label(metric, items[0]["headline"] == "strict"))
     for ax in axes[len(panels):]:

@@ -40,7 +40,10 @@ if [[ ${1:-} == start ]]; then
     echo "evidence.sh: installing the pinned code into ../evidence/.venv (a few minutes)"
     (cd ../evidence && python3 -m venv .venv && .venv/bin/pip install -q -e .) || exit 1
   fi
-  script=$(realpath "$0") results=$(realpath results) data=$(realpath "$PGF_DATA_DIR")
+  # the workers run a copy: bash reads a script as it goes, so editing launch/evidence.sh in the
+  # main checkout while they run would change the commands under them
+  cp "$0" ../evidence/worker.sh
+  script=$(realpath ../evidence/worker.sh) results=$(realpath results) data=$(realpath "$PGF_DATA_DIR")
   for worker in 1 2; do
     (cd ../evidence && PATH="$PWD/.venv/bin:$PATH" RESULTS=$results PGF_DATA_DIR=$data \
       nohup bash "$script" > "worker$worker.log" 2>&1 &)
@@ -113,11 +116,16 @@ t5 1:32 srste,mdgf_exp 0  # the language comparison before the last iso-FLOP see
 t5 1:32 srste,mdgf_exp 1  # two seeds for any reading, the iso-FLOP point already has two
 isoflop 2
 vision dense dense 1
-# more of the grid, as time allows: first the T5 SR-STE given MDGF-Exp's training FLOPs (does its
-# language lead survive at equal compute? about 135 min each), then SR-STE given SDGF-Step's
-# training FLOPs (is SDGF-Step better than SR-STE at equal compute?), then other recipes and patterns
-for seed in 0 1; do isoflop "$seed" mdgf_exp multi30k_grid; done
+# Evidence II (issue 26), in this order: the T5 SR-STE given MDGF-Exp's training FLOPs, seed 0
+# (about 135 min: a session starts it first, or it cannot finish before the session ends), then
+# the low-sparsity CIFAR-10 points (2:4, 1:8) seed by seed, the two other 1:32 recipes, and the
+# second T5 iso-FLOP seed last (a later session moves it to the top when it starts).
+isoflop 0 mdgf_exp multi30k_grid
+for seed in 0 1; do
+  vision 2:4 srste,mdgf_exp,sdgf_step "$seed"
+  vision 1:8 srste,mdgf_exp,sdgf_step "$seed"
+done
+for seed in 0 1; do vision 1:32 mdgf_linear,sdgf_geo "$seed"; done
+isoflop 1 mdgf_exp multi30k_grid
+# extras beyond issue 26, as time allows: SR-STE given SDGF-Step's training FLOPs at 1:32
 for seed in 0 1; do isoflop "$seed" sdgf_step; done
-vision 1:32 mdgf_linear,mdgf_step,sdgf_geo 0
-vision 2:4 srste,mdgf_exp 0
-vision 1:8 srste,mdgf_exp 0

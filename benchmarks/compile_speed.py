@@ -28,7 +28,6 @@ import time
 from pathlib import Path
 
 import torch
-
 from trainer_throughput import compose, local_dataset  # noqa: E402 - benchmarks/ is the script's own folder
 
 RESULTS = Path(__file__).parent / "results" / "compile_speed.json"
@@ -36,9 +35,9 @@ RESULTS = Path(__file__).parent / "results" / "compile_speed.json"
 
 def build_side(cfg, data, compiled: bool, run_dir: Path):
     """(task, parts) of one side: the trainer's parts, built with compile on or off."""
-    from pgfsparse import distributed
-    from pgfsparse.run_parts import build_run_parts
-    from pgfsparse.trainer import Trainer
+    from pgfsparse.run import distributed
+    from pgfsparse.run.parts import build_run_parts
+    from pgfsparse.run.trainer import Trainer
 
     cfg = dataclasses.replace(cfg, compile=compiled)
     trainer = Trainer(cfg, run_dir, choices={"model": "vit"})

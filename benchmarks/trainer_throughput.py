@@ -34,7 +34,7 @@ def compose(*overrides):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_module
 
-    from pgfsparse.validation import to_train_config
+    from pgfsparse.config.validation import to_train_config
 
     with initialize_config_module(config_module="pgfsparse.conf", version_base="1.3"):
         return to_train_config(hydra_compose(config_name="train", overrides=list(overrides)))
@@ -67,7 +67,7 @@ def hand_written_loop(cfg, data, steps: int, warmup: int) -> float:
 
 def run_trainer(cfg, data):
     """pgf-train's Trainer over cfg's steps, evaluation excluded: (metrics.jsonl events, summary)."""
-    from pgfsparse.trainer import Trainer
+    from pgfsparse.run.trainer import Trainer
 
     with tempfile.TemporaryDirectory() as run_dir:
         trainer = Trainer(cfg, Path(run_dir), choices={"model": "vit"})

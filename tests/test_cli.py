@@ -21,9 +21,9 @@ pytest.importorskip("timm")
 
 from hydra import compose, initialize_config_module  # noqa: E402
 
-from pgfsparse.logs import WALL_CLOCK_KEYS  # noqa: E402
-from pgfsparse.trainer import Trainer  # noqa: E402
-from pgfsparse.validation import to_train_config  # noqa: E402
+from pgfsparse.config.validation import to_train_config  # noqa: E402
+from pgfsparse.run.trainer import Trainer  # noqa: E402
+from pgfsparse.rundir.metrics import WALL_CLOCK_KEYS  # noqa: E402
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 PGF_TRAIN = Path(sys.executable).parent / "pgf-train"
@@ -167,7 +167,7 @@ def test_imagenet_schema_parquet_folder(tmp_path):
 # -- budgets --------------------------------------------------------------------------------
 def test_epoch_budget_is_its_closed_form(tmp_path):
     # digits: 1797 images, 20% held out -> the train split's size comes from the data module
-    from pgfsparse.config import DataConfig
+    from pgfsparse.config.schema import DataConfig
     from pgfsparse.data import build_image_data
 
     n_train = len(build_image_data(DataConfig(name="digits")).train)
@@ -232,7 +232,7 @@ def _interrupt_after(run_dir: Path, steps: int, *overrides: str) -> None:
 
 
 def test_corrupt_checkpoint_fails_before_anything_is_written(tmp_path):
-    from pgfsparse.checkpoint import CheckpointError
+    from pgfsparse.errors import CheckpointError
 
     (tmp_path / "checkpoint.pt").write_bytes(b"not a checkpoint")
     (tmp_path / "metrics.jsonl").write_text('{"event": "train", "step": 2}\n')
@@ -242,8 +242,8 @@ def test_corrupt_checkpoint_fails_before_anything_is_written(tmp_path):
 
 
 def test_a_run_that_fails_while_building_still_releases_the_process_group(tmp_path, monkeypatch):
-    from pgfsparse import distributed
-    from pgfsparse.data import DataError
+    from pgfsparse.errors import DataError
+    from pgfsparse.run import distributed
 
     stopped = []
     monkeypatch.setattr(distributed, "stop", stopped.append)

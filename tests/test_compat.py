@@ -21,7 +21,7 @@ pytest.importorskip("timm")
 
 from test_cli import train  # noqa: E402
 
-from pgfsparse.logs import WALL_CLOCK_KEYS  # noqa: E402
+from pgfsparse.rundir.metrics import WALL_CLOCK_KEYS  # noqa: E402
 
 FIXTURE = Path(__file__).parent / "fixtures" / "run_v0_1_0"
 

@@ -40,8 +40,8 @@ def test_compiled_training_matches_eager(tmp_path, case):
 
 
 def test_a_machine_that_cannot_compile_is_refused_in_one_line(monkeypatch):
-    from pgfsparse import run_parts
-    from pgfsparse.validation import ConfigError
+    from pgfsparse.errors import ConfigError
+    from pgfsparse.run import parts as run_parts
 
     def no_compiler(fn, *args, **kwargs):
         def fails(*a, **k):
@@ -59,11 +59,11 @@ def test_a_machine_that_cannot_compile_is_refused_in_one_line(monkeypatch):
 def test_the_loop_calls_the_compiled_model_and_saves_the_plain_one(tmp_path):
     from hydra import compose, initialize_config_module
 
-    from pgfsparse import distributed
-    from pgfsparse.config import TrainConfig
-    from pgfsparse.run_parts import build_run_parts
-    from pgfsparse.trainer import Trainer
-    from pgfsparse.validation import to_train_config
+    from pgfsparse.config.schema import TrainConfig
+    from pgfsparse.config.validation import to_train_config
+    from pgfsparse.run import distributed
+    from pgfsparse.run.parts import build_run_parts
+    from pgfsparse.run.trainer import Trainer
 
     with initialize_config_module(config_module="pgfsparse.conf", version_base="1.3"):
         cfg = to_train_config(compose(config_name="train", overrides=[*RUN, *CASES["srste"], "logger=local",

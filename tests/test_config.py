@@ -21,8 +21,9 @@ from hydra.errors import ConfigCompositionException  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
 import pgfsparse  # noqa: E402
+from pgfsparse.config.validation import check, to_train_config  # noqa: E402
+from pgfsparse.errors import ConfigError, Contradiction  # noqa: E402
 from pgfsparse.models import build_t5, build_vision_model  # noqa: E402
-from pgfsparse.validation import ConfigError, Contradiction, check, to_train_config  # noqa: E402
 
 CONF = Path(pgfsparse.__file__).parent.parent.parent / "conf"
 MODELS = ["vit", "vit_b16", "swin", "t5", "t5_small", "t5_base"]

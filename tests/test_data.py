@@ -17,9 +17,15 @@ import pytest
 import torch
 from torch.utils.data import Dataset
 
-from pgfsparse.config import AugmentConfig, DataConfig
-from pgfsparse.data import DataError, build_image_data, make_eval_loader, make_train_loader, steps_per_epoch
-from pgfsparse.data.images import LazyImageDataset, TensorImageDataset
+from pgfsparse.config.schema import AugmentConfig, DataConfig
+from pgfsparse.data import (
+    build_image_data,
+    make_eval_loader,
+    make_train_loader,
+    steps_per_epoch,
+)
+from pgfsparse.data.images.dataset import LazyImageDataset, TensorImageDataset
+from pgfsparse.errors import DataError
 
 SHARED_DATA = Path(__file__).parents[2] / "shared" / "data"
 CIFAR10_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -185,7 +191,7 @@ def test_large_images_decode_lazily_through_timm(tmp_path, no_data_env):
 def test_memory_mapped_parquet_writes_its_cache_outside_the_data(tmp_path, monkeypatch, no_data_env):
     import datasets
 
-    from pgfsparse.data import readers
+    from pgfsparse.data.images import readers
 
     root = imagenet_folder(tmp_path / "data")
     before = listing(root)

@@ -20,7 +20,12 @@ from pgfsparse.export import (
     semi_structured,
     timm_builder,
 )
-from pgfsparse.export.packing import index_bits, pack_indices, packed_bytes, unpack_indices
+from pgfsparse.export.packing import (
+    index_bits,
+    pack_indices,
+    packed_bytes,
+    unpack_indices,
+)
 
 VIT_KWARGS = dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=10)
 SWIN_KWARGS = dict(img_size=32, window_size=2, embed_dim=32, depths=(1, 1), num_heads=(1, 2), num_classes=10)

@@ -92,7 +92,7 @@ def test_pgf_export_on_a_run_dir(tmp_path, capsys):
     pytest.importorskip("hydra")
     from test_cli import TINY_VIT, train
 
-    from pgfsparse.export.cli import main
+    from pgfsparse.cli.pgf_export import main
 
     run_dir = tmp_path / "run"
     train(run_dir, "data=digits", "sparsity=1:4", "recipe=ste", "budget.steps=2", *TINY_VIT)

@@ -15,7 +15,11 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 import pgfsparse
-from pgfsparse.flops import FlopCounter, measure_forward_flops, steps_for_flop_budget
+from pgfsparse.flops.counter import (
+    FlopCounter,
+    measure_forward_flops,
+    steps_for_flop_budget,
+)
 from pgfsparse.sparsity import Schedule, make_recipe
 
 # -- helpers ---------------------------------------------------------------------------------

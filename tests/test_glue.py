@@ -10,7 +10,14 @@ import warnings
 
 import pytest
 
-from pgfsparse.data.glue import GLUE_TASKS, get_task, glue_metrics, headline_metric, parse_prediction, to_text
+from pgfsparse.data.text.glue_format import (
+    GLUE_TASKS,
+    get_task,
+    glue_metrics,
+    headline_metric,
+    parse_prediction,
+    to_text,
+)
 
 # --- to_text ----------------------------------------------------------------------------------
 

@@ -1,6 +1,6 @@
 """Bad input refused up front, divergence, unsafe files, refused resumes, W&B outages (README "Failure modes").
 
-Runs go through the real entry point, `pgfsparse.cli.main()`, in process (a few as
+Runs go through the real entry point, `pgfsparse.cli.pgf_train.main()`, in process (a few as
 the installed `pgf-train`), on digits with a 1-block, 32-wide ViT. Kills, signals
 and preemption are in test_preemption.py.
 """
@@ -13,7 +13,7 @@ import sys
 import time
 from dataclasses import fields, is_dataclass
 from pathlib import Path
-from typing import List, Optional, Union, get_args, get_origin, get_type_hints
+from typing import List, Union, get_args, get_origin, get_type_hints
 
 import pytest
 import torch
@@ -21,8 +21,8 @@ import torch
 pytest.importorskip("hydra")
 pytest.importorskip("timm")
 
-from pgfsparse.config import TrainConfig  # noqa: E402
-from pgfsparse.validation import RANGES  # noqa: E402
+from pgfsparse.config.schema import TrainConfig  # noqa: E402
+from pgfsparse.config.validation import RANGES  # noqa: E402
 
 PGF_TRAIN = Path(sys.executable).parent / "pgf-train"
 TINY = ["data=digits", "model.kwargs.embed_dim=32", "model.kwargs.depth=1", "model.kwargs.num_heads=2", "threads=1",
@@ -33,7 +33,7 @@ def cli(tmp_path: Path, *overrides: str, monkeypatch) -> int:
     """`pgf-train *overrides` in process, in `tmp_path`; its exit code."""
     from hydra.core.global_hydra import GlobalHydra
 
-    from pgfsparse import cli as entry
+    from pgfsparse.cli import pgf_train as entry
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", ["pgf-train", *overrides])
@@ -242,11 +242,11 @@ def _refusal(tmp_path, monkeypatch, capsys, *overrides) -> str:
 
 
 def test_resuming_on_another_device_warns_in_one_line(tmp_path, monkeypatch, capsys):
-    from pgfsparse.resume import read_checkpoint
-    from pgfsparse.validation import to_train_config
+    from hydra import compose, initialize_config_module
     from test_cli import QUIET, TINY_VIT, train
 
-    from hydra import compose, initialize_config_module
+    from pgfsparse.config.validation import to_train_config
+    from pgfsparse.run.resume import read_checkpoint
 
     overrides = [*QUIET, "data=digits", "budget.steps=2", *TINY_VIT]
     train(tmp_path, *overrides[len(QUIET):], "device=cpu")
@@ -258,7 +258,7 @@ def test_resuming_on_another_device_warns_in_one_line(tmp_path, monkeypatch, cap
 
 # -- late failures ----------------------------------------------------------------------------
 def test_a_failure_after_training_leaves_a_run_that_resumes_to_the_end(tmp_path, monkeypatch):
-    from pgfsparse import trainer
+    from pgfsparse.run import trainer
 
     run_dir = tmp_path / "run"
     original = trainer.Trainer.summary

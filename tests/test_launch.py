@@ -27,8 +27,8 @@ from hydra import compose, initialize_config_module  # noqa: E402
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper  # noqa: E402
 from hydra.core.override_parser.overrides_parser import OverridesParser  # noqa: E402
 
-from pgfsparse import distributed  # noqa: E402
-from pgfsparse.validation import check, to_train_config  # noqa: E402
+from pgfsparse.config.validation import check, to_train_config  # noqa: E402
+from pgfsparse.run import distributed  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCHERS = ROOT / "conf" / "hydra" / "launcher"
@@ -291,7 +291,7 @@ def test_two_srun_tasks_form_a_gloo_group(tmp_path):
     script = tmp_path / "task.py"
     script.write_text(textwrap.dedent("""
         import torch
-        from pgfsparse import distributed
+        from pgfsparse.run import distributed
         process, device = distributed.start("cpu")
         total = torch.tensor([process.rank + 1.0])
         torch.distributed.all_reduce(total)

@@ -15,10 +15,9 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from test_hardening import PGF_TRAIN, TINY, cli
 
-from pgfsparse.logs import WALL_CLOCK_KEYS
+from pgfsparse.rundir.metrics import WALL_CLOCK_KEYS
 
 COMMON = [*TINY, "sparsity=1:4", "recipe=srste", "budget.steps=150", "log_every=1", "checkpoint_every=10",
           "diagnostics_every=0"]
@@ -30,7 +29,7 @@ def start(run_dir: Path, cwd: Path, python_prelude: str = "") -> subprocess.Pope
     argv = [*COMMON, f"hydra.run.dir={run_dir}"]
     if python_prelude:  # the entry point under a patch
         driver = cwd / "driver.py"
-        driver.write_text(f"{python_prelude}\nimport sys\nfrom pgfsparse.cli import main\n"
+        driver.write_text(f"{python_prelude}\nimport sys\nfrom pgfsparse.cli.pgf_train import main\n"
                           f"sys.argv = ['pgf-train', *{argv!r}]\nmain()\n")
         return subprocess.Popen([sys.executable, str(driver)], cwd=cwd, stderr=subprocess.PIPE, text=True)
     return subprocess.Popen([str(PGF_TRAIN), *argv], cwd=cwd, stderr=subprocess.PIPE, text=True)

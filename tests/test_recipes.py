@@ -3,9 +3,16 @@ from __future__ import annotations
 
 import pytest
 
-from pgfsparse.sparsity import NM, RECIPES, Recipe, canonical_recipe_name, make_recipe, parse_pattern
-from pgfsparse.sparsity.recipes import recipe_class
+from pgfsparse.sparsity import (
+    NM,
+    RECIPES,
+    Recipe,
+    canonical_recipe_name,
+    make_recipe,
+    parse_pattern,
+)
 from pgfsparse.sparsity.pattern import is_dense
+from pgfsparse.sparsity.recipes import recipe_class
 
 ALL_NAMES = ["dense", "ste", "srste", "mdgf_linear", "mdgf_exp", "mdgf_step", "sdgf_step", "sdgf_geo", "sdgf_custom",
              "sdgf_cubic"]

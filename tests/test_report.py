@@ -19,11 +19,23 @@ from pathlib import Path
 
 import pytest
 
-from pgfsparse.report import collect_runs, format_budget, parse_run_name, summarize, to_markdown
-from pgfsparse.report.cli import main
-from pgfsparse.report.plots import (accuracy_vs_flops, dodged, gradient_noise, pareto_front, running_mean,
-                                    sparsity_marker)
+from pgfsparse.cli.pgf_report import main
+from pgfsparse.report import (
+    collect_runs,
+    format_budget,
+    parse_run_name,
+    summarize,
+    to_markdown,
+)
 from pgfsparse.report.noise import final_level, noise_levels
+from pgfsparse.report.plots import (
+    accuracy_vs_flops,
+    dodged,
+    gradient_noise,
+    pareto_front,
+    running_mean,
+    sparsity_marker,
+)
 from pgfsparse.report.table import sort_value
 
 PGF_REPORT = Path(sys.executable).parent / "pgf-report"

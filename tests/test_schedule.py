@@ -10,7 +10,13 @@ import random
 
 import pytest
 
-from pgfsparse.sparsity import NM, Schedule, geometric_ladder, make_recipe, stepwise_ladder
+from pgfsparse.sparsity import (
+    NM,
+    Schedule,
+    geometric_ladder,
+    make_recipe,
+    stepwise_ladder,
+)
 from pgfsparse.sparsity.recipes import fit_rung
 
 

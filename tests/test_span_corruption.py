@@ -1,11 +1,19 @@
 """T5 span corruption: masks, sentinels, lengths, packing and padding, on a tiny local text."""
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from pgfsparse.data.span_corruption import (
-    SpanCorruptionDataset, corrupt, lengths_after_corruption, noise_span_counts, pack, pad_seq2seq,
-    random_spans_noise_mask, raw_length_for, reconstruct,
+from pgfsparse.data.text.span_masking import (
+    SpanCorruptionDataset,
+    corrupt,
+    lengths_after_corruption,
+    noise_span_counts,
+    pack,
+    pad_seq2seq,
+    random_spans_noise_mask,
+    raw_length_for,
+    reconstruct,
 )
 
 PAD, EOS = 0, 1

@@ -330,8 +330,9 @@ def test_diagnostics_fused_qkv_keys(tiny_vit):
 
 
 def test_load_state_dict_refuses_other_recipe_settings():
-    import pgfsparse
     from torch import nn
+
+    import pgfsparse
 
     def build(**options):
         model = nn.Sequential(nn.Linear(8, 2))

@@ -17,9 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from pgfsparse.naming import naming_overrides, run_name, sweep_name
+from pgfsparse.errors import RunDirInUse
+from pgfsparse.rundir.naming import naming_overrides, run_name, sweep_name
 from pgfsparse.sparsity.pattern import NM
-from pgfsparse.sweep import Point, RunDirInUse, default_sweep_override
+from pgfsparse.sweeps.point import Point
+from pgfsparse.sweeps.resolvers import default_sweep_override
 
 PGF_TRAIN = Path(sys.executable).parent / "pgf-train"
 TINY = ["data=digits", "model.kwargs.depth=1", "model.kwargs.num_heads=2", "logger=local", "log_every=2",
@@ -103,7 +105,7 @@ def test_the_end_of_a_sweep_tells_a_point_another_launch_trains_from_a_dead_one(
     """Two launches share a grid: the point the other one holds is running there, not failed here."""
     from omegaconf import OmegaConf
 
-    from pgfsparse.sweep import SweepCallback
+    from pgfsparse.sweeps.callback import SweepCallback
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
@@ -172,7 +174,8 @@ def test_a_crashing_point_leaves_its_traceback_and_the_others_run(tmp_path, monk
     """In process: seed 1's training raises; seeds 0 and 2 finish and the sweep exits 1 (a crash)."""
     from hydra.core.global_hydra import GlobalHydra
 
-    from pgfsparse import cli, trainer
+    from pgfsparse.cli import pgf_train as cli
+    from pgfsparse.run import trainer
 
     real_fit = trainer.Trainer.fit
 
@@ -255,8 +258,8 @@ def test_wandb_runs_carry_canonical_config_keys_and_the_sweep_group(tmp_path, mo
     wandb = pytest.importorskip("wandb")
     from hydra import compose, initialize_config_module
 
-    from pgfsparse.trainer import Trainer
-    from pgfsparse.validation import to_train_config
+    from pgfsparse.config.validation import to_train_config
+    from pgfsparse.run.trainer import Trainer
 
     runs = []
     monkeypatch.setattr(wandb, "init", lambda **init: runs.append(FakeWandbRun(**init)) or runs[-1])
@@ -277,7 +280,7 @@ def test_impossible_corners_are_skipped_not_failed(tmp_path, monkeypatch):
     """sparsity=dense,1:4 x recipe=dense,srste: two real points train, the two contradictions are skipped."""
     from hydra.core.global_hydra import GlobalHydra
 
-    from pgfsparse import cli
+    from pgfsparse.cli import pgf_train as cli
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", ["pgf-train", "-m", *TINY, "model.kwargs.embed_dim=32", "budget.steps=2",
@@ -308,7 +311,7 @@ class FakeHydra:
     (None, 2, {"_target_": "hydra_plugins.joblib.JoblibLauncher", "n_jobs": 4}, "1", 1),   # never below 1
 ])
 def test_threads_split_the_usable_cores(given, cores, launcher, local_world, expected, monkeypatch):
-    from pgfsparse.cli import _threads
+    from pgfsparse.cli.pgf_train import _threads
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)))
     monkeypatch.setenv("LOCAL_WORLD_SIZE", local_world)

@@ -15,7 +15,13 @@ import torch
 pytest.importorskip("transformers")
 pytest.importorskip("hydra")
 
-from test_cli import QUIET, SHARED_DATA, assert_resume_equals_uninterrupted, events, train  # noqa: E402
+from test_cli import (  # noqa: E402
+    QUIET,
+    SHARED_DATA,
+    assert_resume_equals_uninterrupted,
+    events,
+    train,
+)
 from test_flops import reference_train_step, relative_error  # noqa: E402
 
 TINY_T5 = ["model=t5", "model.kwargs.d_model=32", "model.kwargs.d_ff=64", "model.kwargs.d_kv=16",
@@ -88,7 +94,7 @@ def test_translation_either_direction_and_a_bad_column(tmp_path, translation_dir
     summary = train(tmp_path / "de-en", *TINY_T5, f"data.path={translation_dir}", "data.source_lang=de",
                     "data.target_lang=en", "budget.steps=1")
     assert summary["eval"]["eval/bleu_sentences"] == 16
-    from pgfsparse.data import DataError
+    from pgfsparse.errors import DataError
 
     with pytest.raises(DataError, match="no column 'fr'"):
         train(tmp_path / "fr", *TINY_T5, f"data.path={translation_dir}", "data.target_lang=fr", "budget.steps=1")
@@ -137,7 +143,7 @@ def test_streamed_span_corruption_reads_the_hub_split_lazily(tmp_path, monkeypat
                     "budget.steps=2", "data.eval_limit=10")
     assert summary["data"] == "c4" and "streamed" in summary["data_source"]
     assert summary["eval"]["eval/target_tokens"] > 0
-    from pgfsparse.validation import ConfigError
+    from pgfsparse.errors import ConfigError
 
     with pytest.raises(ConfigError, match="streamed and has no epochs"):
         train(tmp_path / "epochs", *TINY_T5, "data=c4", "data.max_source_length=32", "data.max_target_length=16",
@@ -162,7 +168,10 @@ def test_span_corruption_run_on_local_text(tmp_path, layout):
     assert set(summary["eval"]) >= {"eval/token_acc", "eval/loss", "eval_strict/token_acc"}
     assert "eval/bleu" not in summary["eval"]
     # max_source_length 32 -> 34-token chunks: 5 noise tokens in 2 spans -> targets of 5 + 2 sentinels + EOS = 8
-    from pgfsparse.data.span_corruption import lengths_after_corruption, raw_length_for
+    from pgfsparse.data.text.span_masking import (
+        lengths_after_corruption,
+        raw_length_for,
+    )
 
     assert raw_length_for(32) == 34 and lengths_after_corruption(34) == (32, 8)
     tokens = summary["eval"]["eval/target_tokens"]
@@ -173,7 +182,7 @@ def test_span_corruption_targets_too_long_for_max_target_length(tmp_path):
     folder = tmp_path / "corpus"
     folder.mkdir()
     (folder / "train.txt").write_text("a b c d e f g\n" * 50)
-    from pgfsparse.validation import ConfigError
+    from pgfsparse.errors import ConfigError
 
     with pytest.raises(ConfigError, match="raise it to"):
         train(tmp_path / "run", *TINY_T5, "data=text", f"data.path={folder}", "data.max_source_length=128",
@@ -239,7 +248,7 @@ def test_glue_finds_its_task_folder_under_pgf_data_dir(tmp_path, monkeypatch):
 
 def test_the_tokenizer_cache_never_lies_inside_the_data_folder(tmp_path, monkeypatch, translation_dir):
     monkeypatch.setenv("PGF_DATA_DIR", str(tmp_path))  # the cache (tmp_path/cache) is inside it
-    from pgfsparse.data import DataError
+    from pgfsparse.errors import DataError
 
     with pytest.raises(DataError, match="set PGF_CACHE_DIR elsewhere"):
         train(tmp_path / "run", *TINY_T5, f"data.path={translation_dir}", "budget.steps=1")
@@ -252,7 +261,7 @@ def test_pretrained_round_trip_through_a_saved_directory(tmp_path, translation_d
     train(first, *TINY_T5, f"data.path={translation_dir}", "budget.steps=2")
     from transformers import AutoTokenizer, T5ForConditionalGeneration
 
-    from pgfsparse.config import ModelConfig
+    from pgfsparse.config.schema import ModelConfig
     from pgfsparse.models import build_t5
 
     saved = tmp_path / "saved"
@@ -278,7 +287,7 @@ def test_pretrained_round_trip_through_a_saved_directory(tmp_path, translation_d
 
 
 def test_a_missing_pretrained_directory_fails_in_one_line(tmp_path, translation_dir):
-    from pgfsparse.validation import ConfigError
+    from pgfsparse.errors import ConfigError
 
     with pytest.raises(Exception) as info:
         train(tmp_path / "run", *TINY_T5, f"model.pretrained={tmp_path / 'nothing'}", f"data.path={translation_dir}",
@@ -304,9 +313,9 @@ def test_flop_count_of_a_translation_step_matches_flop_counter_mode(tmp_path, tr
     """The counter's per-example shapes are the mean token counts; FlopCounterMode measures that batch."""
     from hydra import compose, initialize_config_module
 
-    from pgfsparse.flops import FlopCounter
+    from pgfsparse.config.validation import to_train_config
+    from pgfsparse.flops.counter import FlopCounter
     from pgfsparse.tasks import build_task
-    from pgfsparse.validation import to_train_config
 
     with initialize_config_module(config_module="pgfsparse.conf", version_base="1.3"):
         cfg = to_train_config(compose(config_name="train", overrides=[*QUIET, *TINY_T5,

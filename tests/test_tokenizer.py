@@ -12,8 +12,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers / huggingfac
 import pytest
 from transformers import PreTrainedTokenizerBase
 
-from pgfsparse.data import tokenizer as tk
-from pgfsparse.data.tokenizer import build_tokenizer, load_from_run_dir, save_to_run_dir, sentinel_ids
+from pgfsparse.data.text import tokenizer as tk
+from pgfsparse.data.text.tokenizer import (
+    build_tokenizer,
+    load_from_run_dir,
+    save_to_run_dir,
+    sentinel_ids,
+)
 
 WORDS = ("the cat dog house runs quickly slowly under over and a small big red green tree "
          "der die das Haus Mädchen läuft über Straße grün schön Größe und nicht Bäume").split()
@@ -109,7 +114,7 @@ CHILD = textwrap.dedent("""
     import json, sys
     sys.path[:0] = {path!r}
     from test_tokenizer import corpus, SAMPLES
-    from pgfsparse.data.tokenizer import build_tokenizer
+    from pgfsparse.data.text.tokenizer import build_tokenizer
     tok = build_tokenizer("bpe", texts=corpus(n=2000), vocab_size=500, cache_dir={cache!r})
     print(json.dumps([tok(s).input_ids for s in SAMPLES + corpus(seed=5, n=20)]))
 """)

@@ -21,7 +21,7 @@ from typing import Iterator, List
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .errors import DataConfigError
+from pgfsparse.errors import DataConfigError
 
 
 def batches_per_epoch(dataset_len: int, batch_size: int, world_size: int = 1, drop_last: bool = True) -> int:

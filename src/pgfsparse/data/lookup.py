@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from ..messages import first_line
-from .errors import DataNotFoundError, DataUnreachableError
+from pgfsparse.errors import DataNotFoundError, DataUnreachableError, first_line
 
 DATA_DIR_ENV = "PGF_DATA_DIR"
 

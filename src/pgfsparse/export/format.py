@@ -23,10 +23,15 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
-from ..files import atomic_path
-from ..messages import first_line
-from .compress import SegmentSpec, compress, decompress, with_dense_gaps
-from .packing import index_bits, pack_indices, packed_bytes, unpack_indices
+from pgfsparse.errors import first_line
+from pgfsparse.export.compress import SegmentSpec, compress, decompress, with_dense_gaps
+from pgfsparse.export.packing import (
+    index_bits,
+    pack_indices,
+    packed_bytes,
+    unpack_indices,
+)
+from pgfsparse.rundir.files import atomic_path
 
 FORMAT, VERSION = "pgfsparse.nm", "1"
 DTYPES = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16, "float16": torch.float16,
@@ -73,7 +78,7 @@ def write(path: Path, state: Dict[str, torch.Tensor], sparse: Dict[str, SparseWe
     """Write the model `state` (plain keys) with the weights in `sparse` compressed; returns the sizes."""
     from safetensors.torch import save_file
 
-    from .. import __version__
+    from pgfsparse import __version__
 
     def cast(t: torch.Tensor) -> torch.Tensor:
         return t.to(dtype) if dtype is not None and t.is_floating_point() else t

@@ -7,11 +7,11 @@ from typing import Any, Dict
 import torch
 from torch import nn
 
-from ..messages import first_line
-from . import format as fmt
-from .builders import build
-from .compress import SegmentSpec
-from .nm_linear import NMLinear
+from pgfsparse.errors import first_line
+from pgfsparse.export import format as fmt
+from pgfsparse.export.builders import build
+from pgfsparse.export.compress import SegmentSpec
+from pgfsparse.export.nm_linear import NMLinear
 
 KERNELS = ("dense", "auto", "nm", "semi_structured")
 AUTO_MIN_M = 16  # auto uses NMLinear only where it beat dense at every measured batch: M >= 16 (1:8 lost at batch 1)
@@ -49,7 +49,7 @@ def load_compressed(path, kernels: str = "dense", device=None) -> nn.Module:
     if kernels in ("auto", "nm"):
         swap_nm_linears(model, meta["layers"], stored, min_m=AUTO_MIN_M if kernels == "auto" else 2)
     elif kernels == "semi_structured":
-        from .semi_structured import convert
+        from pgfsparse.export.semi_structured import convert
 
         convert(model, dtype if dtype in (torch.float16, torch.bfloat16) else torch.float16)
     if device is not None:

@@ -16,8 +16,8 @@ from typing import Any, Dict, Optional
 
 import torch
 
-from ..files import atomic_path, atomic_write_text
-from .builders import BuilderError, build
+from pgfsparse.export.builders import BuilderError, build
+from pgfsparse.rundir.files import atomic_path, atomic_write_text
 
 
 def _cast(state: Dict[str, torch.Tensor], dtype: Optional[torch.dtype]) -> Dict[str, torch.Tensor]:

@@ -1,6 +1,6 @@
 """A finished (or checkpointed) run, rebuilt for export from its recorded config with the run's own builders.
 
-The checkpoint is read with `pgfsparse.checkpoint.load` (weights_only=True). The model is built as
+The checkpoint is read with `pgfsparse.run.checkpoint.load` (weights_only=True). The model is built as
 pgf-train builds it (task.build_data -> task.build_model -> sparsify), then the checkpoint's weights
 are loaded; the strict view recomputes the target masks from them, as the trainer's strict eval does.
 """
@@ -14,8 +14,15 @@ from typing import Any, Dict
 import torch
 from torch import nn
 
-from .. import checkpoint
-from .builders import BuilderError, builder_for, check_rebuilds, timm_builder
+from pgfsparse.errors import CheckpointError
+from pgfsparse.export.builders import (
+    BuilderError,
+    builder_for,
+    check_rebuilds,
+    timm_builder,
+)
+from pgfsparse.run import checkpoint
+from pgfsparse.rundir.layout import CHECKPOINT
 
 FIXED_BATCH = 8  # examples of the first eval batch that --check compares
 
@@ -31,13 +38,13 @@ class Run:
 
 def load_run(target) -> Run:
     """The run at `target` (a run dir, or a checkpoint file inside one)."""
-    from ..sparsity import sparsify
-    from ..tasks import build_task
-    from ..validation import resolve_recipe, sparsity_patterns
+    from pgfsparse.config.validation import resolve_recipe, sparsity_patterns
+    from pgfsparse.sparsity import sparsify
+    from pgfsparse.tasks import build_task
 
     target = Path(target)
     run_dir = target if target.is_dir() else target.parent
-    state = checkpoint.load(target / checkpoint.CHECKPOINT if target.is_dir() else target)
+    state = checkpoint.load(target / CHECKPOINT if target.is_dir() else target)
     cfg = _config(run_dir, state)
     patterns = sparsity_patterns(cfg)
     recipe = resolve_recipe(cfg, patterns)
@@ -60,13 +67,13 @@ def _config(run_dir: Path, state: Dict[str, Any]):
     """The config the checkpoint records (the weights' own), else the run dir's .hydra/config.yaml."""
     from omegaconf import OmegaConf
 
-    from ..validation import to_train_config
+    from pgfsparse.config.validation import to_train_config
 
     if "config" in state:
         return to_train_config(OmegaConf.create(state["config"]))
     hydra = run_dir / ".hydra" / "config.yaml"
     if not hydra.is_file():
-        raise checkpoint.CheckpointError(f"{run_dir} has no recorded config (checkpoint or .hydra/config.yaml): "
+        raise CheckpointError(f"{run_dir} has no recorded config (checkpoint or .hydra/config.yaml): "
                                          "export a run dir written by pgf-train")
     return to_train_config(OmegaConf.load(hydra))
 

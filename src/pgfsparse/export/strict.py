@@ -6,8 +6,8 @@ from typing import Any, Dict, Optional, Tuple
 
 import torch
 
-from . import format as fmt
-from .compress import SegmentSpec
+from pgfsparse.export import format as fmt
+from pgfsparse.export.compress import SegmentSpec
 
 
 @torch.no_grad()

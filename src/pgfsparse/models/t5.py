@@ -3,9 +3,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..config import ModelConfig
-from ..messages import first_line
-from ..validation import ConfigError
+from pgfsparse.config.schema import ModelConfig
+from pgfsparse.errors import ConfigError, first_line
 
 
 def pretrained_source(cfg: ModelConfig):

@@ -17,10 +17,19 @@ import os
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
-from ..checkpoint import CHECKPOINT
-from ..logs import METRICS, SUMMARY
-from ..naming import parse_run_name, slug
-from ..sweep import ERROR_LOG, LOCK, RUN_STATUS as STATUS, SWEEP_FILE, SWEEP_STATUS, process_alive, read_json
+from pgfsparse.rundir.files import read_json
+from pgfsparse.rundir.layout import (
+    CHECKPOINT,
+    ERROR_LOG,
+    LOCK,
+    METRICS,
+    SUMMARY,
+    SWEEP_FILE,
+    SWEEP_STATUS,
+)
+from pgfsparse.rundir.layout import RUN_STATUS as STATUS
+from pgfsparse.rundir.naming import parse_run_name, slug
+from pgfsparse.sweeps.point import process_alive
 
 RUN_MARKERS = (SUMMARY, STATUS, ERROR_LOG, METRICS, CHECKPOINT)
 SWEEP_MARKERS = (SWEEP_FILE, SWEEP_STATUS)
@@ -249,7 +258,7 @@ def _sweep_name(run_dir: Path) -> Optional[str]:
 
 
 def _canonical_recipe(name: str) -> str:
-    from ..sparsity.recipes import canonical_recipe_name
+    from pgfsparse.sparsity.recipes import canonical_recipe_name
 
     try:
         return canonical_recipe_name(name)

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Tuple
 
-from .collect import ReportError
-from .table import LABELS
+from pgfsparse.report.collect import ReportError
+from pgfsparse.report.table import LABELS
 
 FREE_KEYS = ("budget",)  # a baseline may differ in these too: equal epochs and equal FLOPs both show
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import statistics
 from typing import Any, Dict, Iterable, List, Optional, Sequence
 
-from .collect import read_events
-from .table import format_flops, sort_rows
+from pgfsparse.report.collect import read_events
+from pgfsparse.report.table import format_flops, sort_rows
 
 # (diagnostics key, plot panel title, table column: no "|", it would split a Markdown cell)
 NOISE_KEYS = (("sparsity/ff/exp_avg_sq_var", "(a) variance of AdamW's second moment, FF weights", "Var(AdamW v)"),

@@ -10,15 +10,14 @@ Each recipe has one colour in every figure (RECIPE_COLORS), each sparsity one ma
 """
 from __future__ import annotations
 
-import json
 import math
 import zlib
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
-from .collect import read_events
-from .noise import NOISE_GROUP_BY, NOISE_KEYS
-from .table import density, sort_value, split_metrics
+from pgfsparse.report.collect import read_events
+from pgfsparse.report.noise import NOISE_GROUP_BY, NOISE_KEYS
+from pgfsparse.report.table import density, sort_value, split_metrics
 
 RECIPE_COLORS = {
     "dense": "#555555", "ste": "#8c564b", "srste": "#d62728", "mdgf_linear": "#17becf", "mdgf_exp": "#1f77b4",

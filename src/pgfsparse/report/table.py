@@ -15,8 +15,8 @@ import statistics
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
-from ..sparsity.recipes import RECIPES
-from .collect import RUN_COLUMNS, ReportError
+from pgfsparse.report.collect import RUN_COLUMNS, ReportError
+from pgfsparse.sparsity.recipes import RECIPES
 
 DEFAULT_GROUP_BY = ("model", "sparsity", "recipe", "budget")
 GROUP_KEYS = tuple(RUN_COLUMNS) + ("variant",)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Dict, Optional, Tuple
 import torch
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .sparsifier import Sparsifier
+    from pgfsparse.sparsity.sparsifier import Sparsifier
 
 
 @torch.no_grad()

@@ -17,8 +17,8 @@ from typing import List, Optional
 import torch
 from torch import nn
 
-from .masks import nm_mask
-from .pattern import NM
+from pgfsparse.sparsity.masks import nm_mask
+from pgfsparse.sparsity.pattern import NM
 
 
 class _StraightThroughMask(torch.autograd.Function):

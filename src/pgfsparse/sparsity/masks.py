@@ -222,7 +222,7 @@ def _extreme_mask(keys: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tenso
 
 def _kernel_library():
     """The compiled selection kernel (kernel.py), or None: then the pure-torch paths below serve."""
-    from . import kernel
+    from pgfsparse.sparsity import kernel
 
     return kernel.library()
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import List, Optional, Sequence
 
-from .pattern import NM
-from .recipes import Recipe
+from pgfsparse.sparsity.pattern import NM
+from pgfsparse.sparsity.recipes import Recipe
 
 DENSE, SPARSE, FINETUNE = "dense", "sparse", "finetune"
 

@@ -25,13 +25,13 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from . import diagnostics as _diagnostics
-from .masked_weight import MaskedWeight, Segment
-from .masks import group_dim_size
-from .pattern import NM, parse_pattern
-from .recipes import Recipe, make_recipe
-from .schedule import DENSE, Schedule
-from .targets import find_layers, resolve_layer_map, resolve_patterns
+from pgfsparse.sparsity import diagnostics as _diagnostics
+from pgfsparse.sparsity.masked_weight import MaskedWeight, Segment
+from pgfsparse.sparsity.masks import group_dim_size
+from pgfsparse.sparsity.pattern import NM, parse_pattern
+from pgfsparse.sparsity.recipes import Recipe, make_recipe
+from pgfsparse.sparsity.schedule import DENSE, Schedule
+from pgfsparse.sparsity.targets import find_layers, resolve_layer_map, resolve_patterns
 
 VIEWS = ("as_trained", "strict", "latent")
 

@@ -20,7 +20,7 @@ from typing import Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
 from torch import nn
 
-from .pattern import NM, is_dense, parse_pattern
+from pgfsparse.sparsity.pattern import NM, is_dense, parse_pattern
 
 LOCATIONS = ("ff", "q", "k", "v", "attn_out")
 LOCATION_GROUPS = {"qk": ("q", "k"), "qkv": ("q", "k", "v")}

@@ -1,6 +1,6 @@
 """Tasks: what the shared trainer needs from a kind of problem (data, model, loss, metrics)."""
-from .base import Task
-from .image_classification import ImageClassification
+from pgfsparse.tasks.base import Task
+from pgfsparse.tasks.image_classification import ImageClassification
 
 
 def build_task(cfg, run_dir=None) -> Task:
@@ -12,15 +12,15 @@ def build_task(cfg, run_dir=None) -> Task:
     if kind == "image":
         return ImageClassification(cfg)
     if kind == "translation":
-        from .translation import Translation
+        from pgfsparse.tasks.translation import Translation
 
         return Translation(cfg, run_dir)
     if kind == "span_corruption":
-        from .span_corruption import SpanCorruption
+        from pgfsparse.tasks.span_corruption import SpanCorruption
 
         return SpanCorruption(cfg, run_dir)
     if kind == "glue":
-        from .glue import Glue
+        from pgfsparse.tasks.glue import Glue
 
         return Glue(cfg, run_dir)
     raise ValueError(f"data.kind={kind!r} has no task")

@@ -11,15 +11,15 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Dict, List
 
-from .seq2seq import Seq2SeqTask
+from pgfsparse.tasks.seq2seq import Seq2SeqTask
 
 
 class Glue(Seq2SeqTask):
     generates = True
 
     def __init__(self, cfg, run_dir=None):
-        from ..data.glue import get_task, headline_metric
-        from ..validation import ConfigError
+        from pgfsparse.data.text.glue_format import get_task, headline_metric
+        from pgfsparse.errors import ConfigError
 
         super().__init__(cfg, run_dir)
         try:
@@ -29,8 +29,8 @@ class Glue(Seq2SeqTask):
         self.eval_metric = headline_metric(self.glue)
 
     def load_splits(self):
-        from ..data.glue import to_text
-        from ..data.text import load_text_splits
+        from pgfsparse.data.text.glue_format import to_text
+        from pgfsparse.data.text.rows import load_text_splits
 
         columns = [column for column, _ in self.glue.input_columns] + ["label"]
         data = replace(self.cfg.data, hub_config=self.cfg.data.hub_config or self.glue.name)  # the hub's config = task
@@ -44,6 +44,6 @@ class Glue(Seq2SeqTask):
         return [rows[i]["label"] for i in range(count)]
 
     def generation_metrics(self, generated: List[str], references: list) -> Dict[str, float]:
-        from ..data.glue import glue_metrics
+        from pgfsparse.data.text.glue_format import glue_metrics
 
         return glue_metrics(self.glue, generated, references)

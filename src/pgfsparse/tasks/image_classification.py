@@ -6,7 +6,7 @@ from typing import Dict
 import torch
 import torch.nn.functional as F
 
-from .base import Task
+from pgfsparse.tasks.base import Task
 
 
 class ImageClassification(Task):
@@ -17,7 +17,7 @@ class ImageClassification(Task):
         self._mixup = None
 
     def build_data(self):
-        from ..data import build_image_data
+        from pgfsparse.data import build_image_data
 
         data = build_image_data(self.cfg.data)
         aug = self.cfg.data.augment
@@ -29,7 +29,7 @@ class ImageClassification(Task):
         return data
 
     def build_model(self, data):
-        from ..models import build_vision_model
+        from pgfsparse.models import build_vision_model
 
         return build_vision_model(
             self.cfg.model, image_size=data.image_size, channels=data.channels, num_classes=data.num_classes
@@ -39,7 +39,7 @@ class ImageClassification(Task):
         return len(data.train)
 
     def train_batches(self, data, *, start_micro_step: int, rank: int, world_size: int):
-        from ..data import make_train_loader
+        from pgfsparse.data import make_train_loader
 
         return iter(make_train_loader(
             data.train, self.cfg.data.batch_size, seed=self.cfg.seed, start_step=start_micro_step,
@@ -47,7 +47,7 @@ class ImageClassification(Task):
         ))
 
     def eval_batches(self, data):
-        from ..data import make_eval_loader
+        from pgfsparse.data import make_eval_loader
 
         return make_eval_loader(data.eval, self.cfg.data.eval_batch_size, num_workers=self.cfg.data.num_workers)
 

@@ -13,8 +13,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from ..data.span_corruption import IGNORE_INDEX, pad_seq2seq
-from .base import Task
+from pgfsparse.data.text.span_masking import IGNORE_INDEX, pad_seq2seq
+from pgfsparse.tasks.base import Task
 
 LENGTH_SAMPLE = 2000  # training pairs tokenized to measure mean lengths (the FLOP count's shapes)
 
@@ -85,9 +85,13 @@ class Seq2SeqTask(Task):
 
     def build_tokenizer(self, texts):
         """The run dir's saved tokenizer (a resume), else the configured one; saved to the run dir."""
-        from ..data.lookup import DATA_DIR_ENV
-        from ..data.tokenizer import build_tokenizer, load_from_run_dir, save_to_run_dir
-        from ..models.t5 import pretrained_source
+        from pgfsparse.data.lookup import DATA_DIR_ENV
+        from pgfsparse.data.text.tokenizer import (
+            build_tokenizer,
+            load_from_run_dir,
+            save_to_run_dir,
+        )
+        from pgfsparse.models.t5 import pretrained_source
 
         settings = self.cfg.model.tokenizer
         saved = load_from_run_dir(self.run_dir) if self.run_dir else None
@@ -113,7 +117,7 @@ class Seq2SeqTask(Task):
         return len(data.train)
 
     def train_batches(self, data, *, start_micro_step: int, rank: int, world_size: int):
-        from ..data import make_train_loader
+        from pgfsparse.data import make_train_loader
 
         return iter(make_train_loader(
             data.train, self.cfg.data.batch_size, seed=self.cfg.seed, start_step=start_micro_step,
@@ -121,7 +125,7 @@ class Seq2SeqTask(Task):
         ))
 
     def eval_batches(self, data):
-        from ..data import make_eval_loader
+        from pgfsparse.data import make_eval_loader
 
         return make_eval_loader(data.eval, self.cfg.data.eval_batch_size, num_workers=self.cfg.data.num_workers,
                                 collate_fn=self.collator())
@@ -144,7 +148,7 @@ class Seq2SeqTask(Task):
 
     # -- model, loss, metrics -------------------------------------------------------------------
     def build_model(self, data):
-        from ..models import build_t5
+        from pgfsparse.models import build_t5
 
         return build_t5(self.cfg.model, self.tokenizer)
 

@@ -15,7 +15,7 @@ from typing import Optional
 
 import torch
 
-from .seq2seq import Seq2SeqTask, TextData
+from pgfsparse.tasks.seq2seq import Seq2SeqTask, TextData
 
 log = logging.getLogger(__name__)
 EVAL_MASK_SEED = 1234
@@ -26,9 +26,12 @@ class SpanCorruption(Seq2SeqTask):
     eval_metric = "token_acc"
 
     def build_data(self):
-        from ..data.span_corruption import lengths_after_corruption, raw_length_for
-        from ..data.text import load_text_splits
-        from ..validation import ConfigError
+        from pgfsparse.data.text.rows import load_text_splits
+        from pgfsparse.data.text.span_masking import (
+            lengths_after_corruption,
+            raw_length_for,
+        )
+        from pgfsparse.errors import ConfigError
 
         data = self.cfg.data
         column = data.text_column
@@ -55,26 +58,26 @@ class SpanCorruption(Seq2SeqTask):
             train = _StreamedChunks(splits.train, column, self.tokenizer, self.raw_length, self._sentinels(),
                                     pad=self.collator())
         else:
-            from ..data.span_corruption import SpanCorruptionDataset
+            from pgfsparse.data.text.span_masking import SpanCorruptionDataset
 
             train = SpanCorruptionDataset(self._chunks(train_texts()), self._sentinels(), self.tokenizer.eos_token_id)
         log.info("span corruption: %d-token chunks -> inputs %d, targets %d tokens", self.raw_length, *self.lengths)
         return TextData(train, eval_set, splits.source)
 
     def _sentinels(self):
-        from ..data.span_corruption import noise_span_counts
-        from ..data.tokenizer import sentinel_ids
+        from pgfsparse.data.text.span_masking import noise_span_counts
+        from pgfsparse.data.text.tokenizer import sentinel_ids
 
         return sentinel_ids(self.tokenizer, noise_span_counts(self.raw_length)[1])
 
     def _chunks(self, texts) -> torch.Tensor:
-        from ..data.span_corruption import pack
+        from pgfsparse.data.text.span_masking import pack
 
         tokens = self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
         return pack(tokens, self.raw_length, self.tokenizer.eos_token_id)
 
     def _fixed_corruption(self, chunks: torch.Tensor):
-        from ..data.span_corruption import corrupt, random_spans_noise_mask
+        from pgfsparse.data.text.span_masking import corrupt, random_spans_noise_mask
 
         generator = torch.Generator().manual_seed(EVAL_MASK_SEED)
         sentinels, eos = self._sentinels(), self.tokenizer.eos_token_id
@@ -82,7 +85,7 @@ class SpanCorruption(Seq2SeqTask):
                 for chunk in chunks]
 
     def collator(self):
-        from ..data.span_corruption import pad_seq2seq
+        from pgfsparse.data.text.span_masking import pad_seq2seq
 
         return partial(pad_seq2seq, pad_id=self.tokenizer.pad_token_id)  # chunks arrive tokenized
 
@@ -115,8 +118,8 @@ class _StreamedChunks:
 
     def examples(self):
         """Corrupted chunks, endlessly: a finished stream starts over (a local file is one such pass)."""
-        from ..data.span_corruption import corrupt, random_spans_noise_mask
-        from ..data.errors import DataConfigError
+        from pgfsparse.data.text.span_masking import corrupt, random_spans_noise_mask
+        from pgfsparse.errors import DataConfigError
 
         raw, sentinels, eos = self.raw_length, self.sentinels, self.tokenizer.eos_token_id
         while True:

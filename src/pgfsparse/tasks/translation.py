@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Dict, List
 
-from .seq2seq import Seq2SeqTask
+from pgfsparse.tasks.seq2seq import Seq2SeqTask
 
 
 class Translation(Seq2SeqTask):
@@ -17,7 +17,7 @@ class Translation(Seq2SeqTask):
     generates = True
 
     def load_splits(self):
-        from ..data.text import load_text_splits
+        from pgfsparse.data.text.rows import load_text_splits
 
         data = self.cfg.data
         source, target, prefix = data.source_lang, data.target_lang, data.source_prefix

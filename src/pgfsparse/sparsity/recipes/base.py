@@ -22,10 +22,10 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any, ClassVar, Dict, List, Optional, Sequence
 
-from ..pattern import NM
+from pgfsparse.sparsity.pattern import NM
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..schedule import Schedule
+    from pgfsparse.sparsity.schedule import Schedule
 
 
 @dataclass(frozen=True)

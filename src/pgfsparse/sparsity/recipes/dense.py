@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .base import Recipe
-from .registry import register
+from pgfsparse.sparsity.recipes.base import Recipe
+from pgfsparse.sparsity.recipes.registry import register
 
 
 @register

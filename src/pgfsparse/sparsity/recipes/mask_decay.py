@@ -11,10 +11,10 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Dict, Optional
 
-from .base import Recipe
+from pgfsparse.sparsity.recipes.base import Recipe
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..schedule import Schedule
+    from pgfsparse.sparsity.schedule import Schedule
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .mask_decay import RateDecay, exp_rate
-from .registry import register
+from pgfsparse.sparsity.recipes.mask_decay import RateDecay, exp_rate
+from pgfsparse.sparsity.recipes.registry import register
 
 
 @register

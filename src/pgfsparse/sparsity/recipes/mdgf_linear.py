@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .mask_decay import RateDecay
-from .registry import register
+from pgfsparse.sparsity.recipes.mask_decay import RateDecay
+from pgfsparse.sparsity.recipes.registry import register
 
 
 @register

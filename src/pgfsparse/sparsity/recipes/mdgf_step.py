@@ -9,8 +9,8 @@ import math
 from dataclasses import dataclass
 from typing import Dict, Optional
 
-from .mask_decay import MaskDecay
-from .registry import register
+from pgfsparse.sparsity.recipes.mask_decay import MaskDecay
+from pgfsparse.sparsity.recipes.registry import register
 
 
 @register

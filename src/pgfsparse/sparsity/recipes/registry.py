@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, Type, Union
 
-from .base import Recipe, check_knob_names
+from pgfsparse.sparsity.recipes.base import Recipe, check_knob_names
 
 ENTRY_POINT_GROUP = "pgfsparse.recipes"
 ALIASES = {"decay": "mdgf_exp"}

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import List
 
-from ..pattern import NM
-from .base import Recipe
-from .registry import register
+from pgfsparse.sparsity.pattern import NM
+from pgfsparse.sparsity.recipes.base import Recipe
+from pgfsparse.sparsity.recipes.registry import register
 
 
 @register

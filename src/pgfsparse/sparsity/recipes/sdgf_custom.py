@@ -4,9 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
-from ..pattern import NM, parse_pattern
-from .base import Recipe
-from .registry import register
+from pgfsparse.sparsity.pattern import NM, parse_pattern
+from pgfsparse.sparsity.recipes.base import Recipe
+from pgfsparse.sparsity.recipes.registry import register
 
 
 @register

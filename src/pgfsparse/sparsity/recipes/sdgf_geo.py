@@ -4,9 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import List, Sequence
 
-from ..pattern import NM
-from .base import Recipe
-from .registry import register
+from pgfsparse.sparsity.pattern import NM
+from pgfsparse.sparsity.recipes.base import Recipe
+from pgfsparse.sparsity.recipes.registry import register
 
 
 def geometric_ladder(target: NM, k: int) -> List[NM]:

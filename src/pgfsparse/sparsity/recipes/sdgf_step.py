@@ -4,9 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import List
 
-from ..pattern import NM
-from .base import Recipe
-from .registry import register
+from pgfsparse.sparsity.pattern import NM
+from pgfsparse.sparsity.recipes.base import Recipe
+from pgfsparse.sparsity.recipes.registry import register
 
 
 def stepwise_ladder(target: NM) -> List[NM]:

@@ -1,0 +1,1 @@
+"""The console scripts: pgf-train, pgf-report, pgf-export, pgf-collect."""

@@ -1,0 +1,1 @@
+"""Configuration: the typed schema, the resolved RunSpec, and the checks of both."""

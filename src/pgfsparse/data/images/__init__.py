@@ -1,0 +1,1 @@
+"""Image classification data: where it lives, how it is read, decoded and transformed."""

@@ -1,0 +1,1 @@
+"""Text data: rows of strings, the tokenizer, span masking and GLUE's text-to-text formats."""

@@ -1,0 +1,1 @@
+"""One training run: its parts, the loop, checkpoints, resume, signals and processes."""

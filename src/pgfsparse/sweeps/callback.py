@@ -1,0 +1,75 @@
+"""The sweep as a whole: a Hydra callback in the launching process.
+
+When a multirun starts it writes sweep.json (the command, which keys vary, each launch); at its
+end it prints one line per state, names the failed points and exits with their highest code.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from pathlib import Path
+from typing import Dict
+
+from pgfsparse.errors import EXIT_CRASH
+from pgfsparse.rundir.files import now, read_json, write_json
+from pgfsparse.rundir.layout import SWEEP_FILE, SWEEP_STATUS
+from pgfsparse.sweeps.point import _live_other_holder
+
+
+# -- the sweep as a whole: a Hydra callback in the launching process -------------------------
+def _callback_base():
+    try:
+        from hydra.experimental.callback import Callback
+    except ImportError:  # pragma: no cover - Hydra is a core dependency
+        return object
+    return Callback
+
+
+
+class SweepCallback(_callback_base()):
+    """Writes sweep.json when a multirun starts; at its end prints a summary and exits non-zero on failures."""
+
+    def on_multirun_start(self, config, **kwargs) -> None:
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        self.started = now()
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        overrides = list(config.hydra.overrides.task)
+        preset = config.hydra.sweeper.get("params") or {}  # a grid written in an experiment file
+        parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in preset.items()] + overrides)
+        record = read_json(sweep_dir / SWEEP_FILE, {})
+        launches = record.get("launches", []) + [{"started": self.started, "host": socket.gethostname(),
+                                                  "pid": os.getpid()}]
+        write_json(sweep_dir / SWEEP_FILE, {
+            "name": sweep_dir.name,
+            "command": "pgf-train -m " + " ".join(overrides),
+            "overrides": overrides,
+            "varying": sorted({o.get_key_element().lstrip("+~") for o in parsed if o.is_sweep_override()}),
+            "launches": launches,
+        })
+
+    def on_multirun_end(self, config, **kwargs) -> None:
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        points = read_json(sweep_dir / SWEEP_STATUS, {}).get("points", {})
+        this_launch = {name: p for name, p in points.items() if (p.get("updated") or "") >= self.started}
+        counts: Dict[str, int] = {}
+        for point in this_launch.values():
+            counts[point["status"]] = counts.get(point["status"], 0) + 1
+        shown = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+        print(f"pgf-train: sweep {sweep_dir}: {shown or 'no points ran'}", file=sys.stderr)
+        elsewhere = {name: holder for name, p in this_launch.items() if p["status"] == "running"
+                     and (holder := _live_other_holder(sweep_dir / (p.get("dir") or name)))}
+        for name, holder in sorted(elsewhere.items()):  # another launch trains it (its lock made us skip it)
+            print(f"pgf-train:   running {name}: in pid {holder['pid']} on {holder['host']}, another launch",
+                  file=sys.stderr)
+        failed = {name: p for name, p in this_launch.items()
+                  if p["status"] in ("failed", "running", "stopped") and name not in elsewhere}
+        for name, point in sorted(failed.items()):
+            state = "stopped" if point["status"] == "stopped" else "failed"
+            print(f"pgf-train:   {state} {name}: {point.get('error') or 'stopped without a summary'}", file=sys.stderr)
+        if failed:
+            print(f"pgf-train: re-run the same command to retry them; pgf-report {sweep_dir} compares the rest",
+                  file=sys.stderr)
+            sys.exit(max(int(p.get("exit_code") or EXIT_CRASH) for p in failed.values()))

@@ -24,6 +24,9 @@ from pathlib import Path
 
 import torch
 
+from pgfsparse.rundir.layout import RunDir
+from pgfsparse.rundir.records import RunSummary
+
 
 def local_dataset() -> str:
     """cifar10 when PGF_DATA_DIR holds it, else the offline digits."""
@@ -74,8 +77,8 @@ def run_trainer(cfg, data):
         trainer.task.build_data = lambda: data  # reuse the decoded data: loading is not what is timed
         trainer.evaluate = lambda: {"eval/top1": 0.0, "eval_strict/top1": 0.0}
         trainer.fit()
-        events = [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
-        return events, json.loads((Path(run_dir) / "summary.json").read_text())
+        events = [json.loads(line) for line in RunDir(run_dir).metrics.read_text().splitlines()]
+        return events, RunSummary.read(run_dir).to_dict()
 
 
 def trainer_loop(cfg, data, steps: int, warmup: int):

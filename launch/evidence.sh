@@ -21,7 +21,7 @@
 # collected in results/ are copied back first, so they are skipped rather than trained again.
 #
 # bash launch/evidence.sh collect   (from the main checkout, whenever points finish)
-# copies every point of ../evidence/multirun into results/ (launch/collect_results.py: no
+# copies every point of ../evidence/multirun into results/ (pgf-collect: no
 # checkpoints), regenerates the reports and refreshes the tables docs/results.md quotes
 # (launch/quote_reports.py); the page's prose is still written by hand.
 set -uo pipefail
@@ -56,7 +56,7 @@ fi
 if [[ ${1:-} == collect ]]; then
   RUNS="${RUNS:-../evidence/multirun}"
   for sweep in "${!FOLDER[@]}"; do
-    [[ -d $RUNS/$sweep ]] && python launch/collect_results.py "$RUNS/$sweep" "results/${FOLDER[$sweep]}"
+    [[ -d $RUNS/$sweep ]] && pgf-collect "$RUNS/$sweep" "results/${FOLDER[$sweep]}"
   done
   pgf-report results/cifar10 --baseline recipe=srste
   [[ -d results/multi30k ]] && pgf-report results/multi30k --metric token_acc,bleu --baseline recipe=srste

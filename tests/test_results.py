@@ -1,6 +1,6 @@
 """The committed results reproduce: the documented `pgf-report results/...` commands regenerate every table.
 
-A results folder (launch/evidence.sh collect, launch/collect_results.py) holds
+A results folder (launch/evidence.sh collect, pgf-collect) holds
 each run's summary.json, status.json, curves and diagnostics; its report/ tables
 (table.md, noise.md, compare.md) are what docs/results.md quotes, each under a
 `<!-- quote FILE -->` marker that launch/quote_reports.py refreshes. Running the
@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from pgfsparse.report.cli import main
+from pgfsparse.cli.pgf_report import main
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results"
 RESULTS_DOC = ROOT / "docs" / "results.md"
-DOCS = (ROOT / "README.md", RESULTS_DOC)
+DOCS = (ROOT / "README.md", *sorted((ROOT / "docs").glob("**/*.md")))  # every page that may show a command
 COMMANDS = sorted({command.strip() for doc in DOCS
                    for command in re.findall(r"^pgf-report (results/[^#\n]+)", doc.read_text(), re.M)})
 REPORTS = sorted(p.parent for p in RESULTS.glob("**/report/table.md"))
@@ -57,7 +57,7 @@ def test_documented_commands_regenerate_the_committed_tables_exactly(command, tm
 
 
 def test_every_committed_report_has_its_command_in_the_docs():
-    assert REPORTS, "results/<grid>/report/table.md: the README's tables come from here"
+    assert REPORTS, "results/<grid>/report/table.md: the docs' tables come from here"
     assert sorted(report_dir(c) for c in COMMANDS) == REPORTS
 
 
@@ -95,7 +95,8 @@ def test_collecting_keeps_the_curves_of_a_point_restored_without_metrics(tmp_pat
     """launch/evidence.sh restores finished points as summary + status only: their curves must survive."""
     import json
 
-    collect_results = load_launch_script("collect_results")
+    from pgfsparse.rundir.snapshot import snapshot_sweep
+
     sweep, dest = tmp_path / "multirun" / "grid", tmp_path / "results" / "grid"
     point = sweep / "vit-n1m32-srste-s0"
     point.mkdir(parents=True)
@@ -104,14 +105,14 @@ def test_collecting_keeps_the_curves_of_a_point_restored_without_metrics(tmp_pat
     lines = [{"event": "train", "step": 20, "train/loss": 2.0}, {"event": "diagnostics", "step": 100, "x": 1.0},
              {"event": "eval", "step": 9360, "eval/top1": 58.46}]
     (point / "metrics.jsonl").write_text("".join(json.dumps(e) + "\n" for e in lines))
-    assert collect_results.collect(sweep, dest) == 1
+    assert snapshot_sweep(sweep, dest) == 1
     curves = (dest / point.name / "curves.jsonl").read_text()
     diagnostics = (dest / point.name / "diagnostics.jsonl").read_text()
     assert [json.loads(x)["step"] for x in curves.splitlines()] == [20, 9360]
     assert [json.loads(x)["step"] for x in diagnostics.splitlines()] == [100]
 
     (point / "metrics.jsonl").unlink()  # a new session: the point restored from results/ holds no metrics
-    assert collect_results.collect(sweep, dest) == 1
+    assert snapshot_sweep(sweep, dest) == 1
     assert (dest / point.name / "curves.jsonl").read_text() == curves
     assert (dest / point.name / "diagnostics.jsonl").read_text() == diagnostics
     assert json.loads((dest / point.name / "summary.json").read_text()) == {"eval_value": 58.46}
@@ -123,7 +124,8 @@ def test_a_point_collected_while_training_is_reported_as_such_not_as_stopped(tmp
 
     from pgfsparse.report.collect import collect_runs
 
-    collect_results = load_launch_script("collect_results")
+    from pgfsparse.rundir.snapshot import snapshot_sweep
+
     sweep, dest = tmp_path / "multirun" / "grid", tmp_path / "results" / "grid"
     point = sweep / "t5-n1m32-srste-s1"
     point.mkdir(parents=True)
@@ -131,7 +133,7 @@ def test_a_point_collected_while_training_is_reported_as_such_not_as_stopped(tmp
                                                    "overrides": ["sparsity=1:32", "recipe=srste", "seed=1"]}))
     lines = [{"event": "train", "step": 20, "train/loss": 8.0}, {"event": "train", "step": 620, "train/loss": 5.0}]
     (point / "metrics.jsonl").write_text("".join(json.dumps(e) + "\n" for e in lines))
-    collect_results.collect(sweep, dest)
+    snapshot_sweep(sweep, dest)
     copied = json.loads((dest / point.name / "status.json").read_text())
     assert copied["status"] == "unfinished" and copied["step"] == 620 and "pid" not in copied
     [row] = collect_runs([str(dest)])
@@ -151,7 +153,7 @@ def prose_sections():
     between = lambda text, start, end: text[text.index(start):text.index(end, text.index(start))]
     return {"docs/results.md status": between(page, "**Status", "## Setting"),
             "docs/results.md reading": between(page, "## Reading", "## Still to run"),
-            "README.md results": between(readme, "**The recipe comparison**", "The smoke-scale runs")}
+            "README.md headline result": between(readme, "## Headline result", "\n## ")}
 
 
 def table_columns(path: Path, names: tuple[str, ...]) -> list[float]:
@@ -205,3 +207,19 @@ def test_the_figure_check_catches_a_stale_figure():
     assert not traceable("3.3", sources, means, noise)
     assert not traceable("63.59", sources, means, noise)  # last session's mean
     assert not traceable("5.09", sources, means, noise) and not traceable("4.46e-12", sources, means, noise)
+
+
+def test_pgf_collect_copies_a_sweep_and_refuses_a_missing_one_in_one_line(tmp_path, capsys):
+    import json
+
+    from pgfsparse.cli.pgf_collect import main
+
+    sweep = tmp_path / "multirun" / "grid"
+    (sweep / "vit-dense-dense-s0").mkdir(parents=True)
+    (sweep / "vit-dense-dense-s0" / "status.json").write_text(json.dumps({"status": "finished"}))
+    (sweep / "vit-dense-dense-s0" / "checkpoint.pt").write_bytes(b"weights")
+    main([str(sweep), str(tmp_path / "results")])
+    assert sorted(p.name for p in (tmp_path / "results" / "vit-dense-dense-s0").iterdir()) == [
+        "curves.jsonl", "diagnostics.jsonl", "status.json"]  # no checkpoint
+    with pytest.raises(SystemExit, match="is not a folder: pass a sweep dir"):
+        main([str(tmp_path / "nowhere"), str(tmp_path / "results")])

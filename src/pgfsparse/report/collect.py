@@ -8,6 +8,7 @@ report never drops a failure silently. Skipped points (a grid's impossible
 corner, such as recipe=srste with sparsity=dense) come back with status
 "skipped" so a report can count them; runs.csv and the table leave them out.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -18,27 +19,34 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from pgfsparse.rundir.files import read_json
-from pgfsparse.rundir.layout import (
-    CHECKPOINT,
-    ERROR_LOG,
-    LOCK,
-    METRICS,
-    SUMMARY,
-    SWEEP_FILE,
-    SWEEP_STATUS,
-)
-from pgfsparse.rundir.layout import RUN_STATUS as STATUS
-from pgfsparse.rundir.naming import parse_run_name, slug
-from pgfsparse.sweeps.point import process_alive
-
-RUN_MARKERS = (SUMMARY, STATUS, ERROR_LOG, METRICS, CHECKPOINT)
-SWEEP_MARKERS = (SWEEP_FILE, SWEEP_STATUS)
+from pgfsparse.rundir.layout import RUN_MARKERS, SWEEP_MARKERS, RunDir, SweepDir
+from pgfsparse.rundir.lock import process_alive, read_holder
+from pgfsparse.rundir.naming import base_run_name, parse_run_name
+from pgfsparse.rundir.records import RunStatus, RunSummary
 
 # runs.csv, in this order. Rows also carry "eval" (all final metrics), "path" (the
 # folder, or None) and "variant" (other swept keys, e.g. "depth=3"), not written to CSV.
-RUN_COLUMNS = ("run_name", "model", "sparsity", "recipe", "seed", "budget", "steps", "train_flops",
-               "inference_flops", "eval_metric", "eval_value", "eval_value_strict", "wall_seconds", "status",
-               "error", "version", "git_sha", "sweep", "run_dir")
+RUN_COLUMNS = (
+    "run_name",
+    "model",
+    "sparsity",
+    "recipe",
+    "seed",
+    "budget",
+    "steps",
+    "train_flops",
+    "inference_flops",
+    "eval_metric",
+    "eval_value",
+    "eval_value_strict",
+    "wall_seconds",
+    "status",
+    "error",
+    "version",
+    "git_sha",
+    "sweep",
+    "run_dir",
+)
 
 
 class ReportError(ValueError):
@@ -86,8 +94,11 @@ def find_dirs(paths: Iterable[Path], skip: Optional[Path] = None) -> Tuple[List[
     sweeps: Dict[str, Path] = {}
     for top in paths:
         for here, dirnames, filenames in os.walk(top):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "wandb"
-                                 and os.path.realpath(os.path.join(here, d)) != skip_key)
+            dirnames[:] = sorted(
+                d
+                for d in dirnames
+                if not d.startswith(".") and d != "wandb" and os.path.realpath(os.path.join(here, d)) != skip_key
+            )
             if os.path.realpath(here) == skip_key:
                 dirnames[:] = []
                 continue
@@ -107,8 +118,8 @@ def collect_runs(paths: Iterable[str], skip: Optional[Path] = None) -> List[Dict
     points = {}  # real path of a point's folder -> its sweep_status.json entry
     orphans = []  # points whose folder is missing (or holds none of a run's files)
     for sweep_dir in sweep_dirs:
-        table = read_json(sweep_dir / SWEEP_STATUS) or {}
-        name = table.get("sweep") or (read_json(sweep_dir / SWEEP_FILE) or {}).get("name") or sweep_dir.name
+        table = read_json(SweepDir(sweep_dir).status) or {}
+        name = table.get("sweep") or (read_json(SweepDir(sweep_dir).record) or {}).get("name") or sweep_dir.name
         for point_name, entry in (table.get("points") or {}).items():
             entry = {"run_name": point_name, "sweep": name, **entry}
             folder = sweep_dir / (entry.get("dir") or point_name)
@@ -123,8 +134,9 @@ def collect_runs(paths: Iterable[str], skip: Optional[Path] = None) -> List[Dict
 
 def run_row(run_dir: Path, point: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """The row of one run dir; `point` is its sweep_status.json entry, used when newer than status.json."""
-    summary = read_json(run_dir / SUMMARY)
-    status = newer(read_json(run_dir / STATUS), point) or {}
+    summary_record, status_record = RunSummary.read(run_dir), RunStatus.read(run_dir)
+    summary = summary_record.to_dict() if summary_record else None
+    status = newer(status_record.to_dict() if status_record else None, point) or {}
     sweep = _sweep_name(run_dir)
     if summary:
         return _finished_row(run_dir, summary, status, sweep)
@@ -132,24 +144,39 @@ def run_row(run_dir: Path, point: Optional[Dict[str, Any]] = None) -> Dict[str, 
     return point_row({**status, "sweep": status.get("sweep") or sweep}, run_dir, state, error)
 
 
-def point_row(status: Dict[str, Any], run_dir: Optional[Path] = None, state: Optional[str] = None,
-              error: Optional[str] = None) -> Dict[str, Any]:
+def point_row(
+    status: Dict[str, Any], run_dir: Optional[Path] = None, state: Optional[str] = None, error: Optional[str] = None
+) -> Dict[str, Any]:
     """A row for a run without summary.json, from its status (overrides first, then its run name).
 
     `state` and `error` default to what the status says: failed or skipped, else unfinished.
     """
     name = status.get("run_name") or (run_dir.name if run_dir else "")
-    facts = {**(parse_run_name(name) or {}), **{k: v for k, v in from_overrides(status.get("overrides")).items()
-                                                 if v is not None}}
+    facts = {
+        **(parse_run_name(name) or {}),
+        **{k: v for k, v in from_overrides(status.get("overrides")).items() if v is not None},
+    }
     if state is None:
         state = status["status"] if status.get("status") in ("failed", "skipped") else "unfinished"
         error = _why_unfinished(status, run_dir) if state == "unfinished" else _error_text(status, run_dir)
-    row = {column: None for column in RUN_COLUMNS}
-    row.update(run_name=name, model=facts.get("model"), sparsity=facts.get("sparsity"),
-               recipe=facts.get("recipe"), seed=facts.get("seed"), budget=facts.get("budget", ""),
-               status=state, error=error, version=status.get("version"), git_sha=status.get("git_sha"),
-               sweep=status.get("sweep"), run_dir=str(run_dir) if run_dir else "", eval={}, path=run_dir,
-               variant=facts.get("variant", ""))
+    row: Dict[str, Any] = {column: None for column in RUN_COLUMNS}
+    row.update(
+        run_name=name,
+        model=facts.get("model"),
+        sparsity=facts.get("sparsity"),
+        recipe=facts.get("recipe"),
+        seed=facts.get("seed"),
+        budget=facts.get("budget", ""),
+        status=state,
+        error=error,
+        version=status.get("version"),
+        git_sha=status.get("git_sha"),
+        sweep=status.get("sweep"),
+        run_dir=str(run_dir) if run_dir else "",
+        eval={},
+        path=run_dir,
+        variant=facts.get("variant", ""),
+    )
     return row
 
 
@@ -183,12 +210,19 @@ def _finished_row(run_dir: Path, summary: Dict[str, Any], status: Dict[str, Any]
     name = summary.get("run_name") or status.get("run_name") or _default_name(summary) or run_dir.name
     parsed = parse_run_name(run_dir.name) or parse_run_name(name) or {}
     row = {column: summary.get(column) for column in RUN_COLUMNS}
-    row.update(run_name=name, budget=format_budget(summary.get("budget")) or from_overrides(
-                   status.get("overrides")).get("budget", ""),
-               status="finished", error="", version=summary.get("version") or status.get("version"),
-               git_sha=summary.get("git_sha") or status.get("git_sha"),
-               sweep=summary.get("sweep") or status.get("sweep") or sweep, run_dir=str(run_dir),
-               eval=dict(summary.get("eval") or {}), path=run_dir, variant=parsed.get("variant", ""))
+    row.update(
+        run_name=name,
+        budget=format_budget(summary.get("budget")) or from_overrides(status.get("overrides")).get("budget", ""),
+        status="finished",
+        error="",
+        version=summary.get("version") or status.get("version"),
+        git_sha=summary.get("git_sha") or status.get("git_sha"),
+        sweep=summary.get("sweep") or status.get("sweep") or sweep,
+        run_dir=str(run_dir),
+        eval=dict(summary.get("eval") or {}),
+        path=run_dir,
+        variant=parsed.get("variant", ""),
+    )
     return row
 
 
@@ -196,7 +230,7 @@ def _default_name(summary: Dict[str, Any]) -> Optional[str]:
     """pgf-train's run name for summaries written before they recorded it."""
     if not all(summary.get(k) is not None for k in ("model", "sparsity", "recipe", "seed")):
         return None
-    return f"{summary['model']}-{slug(str(summary['sparsity']))}-{summary['recipe']}-s{summary['seed']}"
+    return base_run_name(summary["model"], str(summary["sparsity"]), summary["recipe"], summary["seed"])
 
 
 def _unfinished_state(run_dir: Path, status: Dict[str, Any]) -> Tuple[str, str]:
@@ -204,10 +238,10 @@ def _unfinished_state(run_dir: Path, status: Dict[str, Any]) -> Tuple[str, str]:
     state = status.get("status")
     if state in ("failed", "skipped"):
         return state, _error_text(status, run_dir)
-    if not status and (run_dir / ERROR_LOG).exists():
+    if not status and RunDir(run_dir).error_log.exists():
         return "failed", _error_text(status, run_dir)
     if state == "running":
-        holder = read_json(run_dir / LOCK) or status
+        holder = read_holder(run_dir) or status
         alive = process_alive(holder.get("host"), holder.get("pid"))
         if alive is None:
             return "running", f"on {holder.get('host')}, pid {holder.get('pid')} (cannot check that host from here)"
@@ -219,7 +253,7 @@ def _unfinished_state(run_dir: Path, status: Dict[str, Any]) -> Tuple[str, str]:
 def _why_unfinished(status: Dict[str, Any], run_dir: Optional[Path]) -> str:
     step = status.get("step", _last_step(run_dir) if run_dir else None)
     at = f" at step {step}" if step is not None else ""
-    if status.get("collected_while_training"):  # launch/collect_results.py copied it mid-run
+    if status.get("collected_while_training"):  # pgf-collect copied it mid-run
         return f"still training{at} when collected, no summary yet"
     if run_dir is None:
         return f"stopped{at} without a summary (no run folder; sweep status {status.get('status') or 'unknown'})"
@@ -231,8 +265,8 @@ def _why_unfinished(status: Dict[str, Any], run_dir: Optional[Path]) -> str:
 def _error_text(status: Dict[str, Any], run_dir: Optional[Path]) -> str:
     """'ErrorType: message' from the status, else error.log's last line."""
     error, kind = status.get("error") or "", status.get("error_type") or ""
-    if not error and run_dir is not None and (run_dir / ERROR_LOG).exists():
-        lines = [line for line in (run_dir / ERROR_LOG).read_text(errors="replace").splitlines() if line.strip()]
+    if not error and run_dir is not None and RunDir(run_dir).error_log.exists():
+        lines = [line for line in RunDir(run_dir).error_log.read_text(errors="replace").splitlines() if line.strip()]
         error = lines[-1].strip() if lines else ""
     if kind and not error.startswith(kind):
         error = f"{kind}: {error}" if error else kind
@@ -240,7 +274,7 @@ def _error_text(status: Dict[str, Any], run_dir: Optional[Path]) -> str:
 
 
 def _last_step(run_dir: Path) -> Optional[int]:
-    path = run_dir / METRICS
+    path = RunDir(run_dir).metrics
     if not path.exists():
         return None
     lines = path.read_text().strip().splitlines()
@@ -253,7 +287,7 @@ def _last_step(run_dir: Path) -> Optional[int]:
 def _sweep_name(run_dir: Path) -> Optional[str]:
     parent = run_dir.parent
     if any((parent / m).exists() for m in SWEEP_MARKERS):
-        return (read_json(parent / SWEEP_FILE) or {}).get("name") or parent.name
+        return (read_json(SweepDir(parent).record) or {}).get("name") or parent.name
     return None
 
 
@@ -284,12 +318,11 @@ def _when(text: Optional[str]) -> datetime.datetime:
 
 def read_events(run_dir: Optional[Path], kind: str) -> List[Dict[str, Any]]:
     """The run's metrics.jsonl events of one kind, else those of a collected results folder
-    (launch/collect_results.py: diagnostics.jsonl, and curves.jsonl for train and eval lines)."""
+    (pgf-collect: diagnostics.jsonl, and curves.jsonl for train and eval lines)."""
     if run_dir is None:
         return []
-    run_dir = Path(run_dir)
-    for name in ("metrics.jsonl", "diagnostics.jsonl" if kind == "diagnostics" else "curves.jsonl"):
-        path = run_dir / name
+    folder = RunDir(run_dir)
+    for path in (folder.metrics, folder.diagnostics if kind == "diagnostics" else folder.curves):
         if not path.exists():
             continue
         events = []

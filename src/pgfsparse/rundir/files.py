@@ -1,8 +1,10 @@
 """Run-dir files written whole or not at all, JSON records, and advisory locks.
 
-A reader, a parallel job or a crash never sees half a file: everything is written to a temporary name in the target's own folder (one file
-system, so the rename is atomic) and renamed over the target only once complete.
+A reader, a parallel job or a crash never sees half a file: everything is written to a temporary name in
+the target's own folder (one file system, so the rename is atomic) and renamed over the target only once
+complete.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -45,7 +47,6 @@ def now() -> str:
     return datetime.datetime.now().isoformat(timespec="seconds")
 
 
-
 def read_json(path: Path, default: Any = None) -> Any:
     try:
         return json.loads(Path(path).read_text())
@@ -53,10 +54,8 @@ def read_json(path: Path, default: Any = None) -> Any:
         return default
 
 
-
 def write_json(path: Path, value: Any) -> None:
     atomic_write_text(path, json.dumps(value, indent=2, sort_keys=True) + "\n")  # readers never see half a file
-
 
 
 @contextmanager

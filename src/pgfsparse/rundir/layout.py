@@ -10,6 +10,7 @@
 A collected run (pgf-collect, for committed results) keeps summary.json and status.json and
 splits metrics.jsonl into curves.jsonl (train and eval events) and diagnostics.jsonl.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,10 +1,9 @@
-"""Run outputs: metrics.jsonl and summary.json always; Weights & Biases when enabled.
-
-metrics.jsonl holds one JSON object per event (a training log line, an
-evaluation, diagnostics), each with `step` (optimizer steps done) and
+"""metrics.jsonl: one JSON object per event of a run (a training log line, an evaluation,
+diagnostics), each with `step` (optimizer steps done) and
 `train_flops` (cumulative). On resume the file is cut back to the checkpoint's
 step, so a resumed run's files equal an uninterrupted run's.
 """
+
 from __future__ import annotations
 
 import json
@@ -12,7 +11,7 @@ from pathlib import Path
 from typing import Any, Dict
 
 from pgfsparse.rundir.files import atomic_write_text
-from pgfsparse.rundir.layout import METRICS, SUMMARY
+from pgfsparse.rundir.layout import RunDir
 
 # Training-log fields measured by the clock: the only ones a resumed run does not reproduce exactly.
 WALL_CLOCK_KEYS = ("train/examples_per_s", "train/flops_per_s", "train/mfu")
@@ -20,7 +19,7 @@ WALL_CLOCK_KEYS = ("train/examples_per_s", "train/flops_per_s", "train/mfu")
 
 class MetricsFile:
     def __init__(self, run_dir: Path):
-        self.path = Path(run_dir) / METRICS
+        self.path = RunDir(run_dir).metrics
 
     def truncate_after(self, step: int, final: bool = False) -> None:
         """Drop events logged after `step` (they will be produced again by the resumed run).
@@ -39,15 +38,3 @@ class MetricsFile:
 
 def _kept(event: Dict[str, Any], step: int, final: bool) -> bool:
     return event["step"] < step or (event["step"] == step and not (final and event["event"] == "eval"))
-
-
-def write_summary(run_dir: Path, summary: Dict[str, Any]) -> None:
-    atomic_write_text(Path(run_dir) / SUMMARY, json.dumps(summary, indent=2, sort_keys=True) + "\n")
-
-
-
-
-
-
-
-

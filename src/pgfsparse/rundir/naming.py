@@ -7,11 +7,12 @@
 Names are colon-free (W&B refuses ':'; '1:16' is written 'n1m16') and depend
 only on the settings, so re-launching the same command finds the same folders.
 """
+
 from __future__ import annotations
 
 import hashlib
 import re
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from pgfsparse.sparsity.pattern import NM
 from pgfsparse.sparsity.recipes import canonical_recipe_name
@@ -19,12 +20,24 @@ from pgfsparse.sparsity.recipes import canonical_recipe_name
 # Overrides that name a point's identity already (in the base name), or that change
 # where and how fast it runs but not its result: they never enter a name.
 _IN_BASE_NAME = ("model", "sparsity", "recipe", "recipe.name", "seed")
-_NOT_RESULTS = ("hydra", "sweep", "threads", "logger", "resume", "output_dir", "device", "log_every",
-                "checkpoint_every", "data.num_workers", "peak_flops", "compile")  # compile: same within float error
+_NOT_RESULTS = (
+    "hydra",
+    "sweep",
+    "threads",
+    "logger",
+    "resume",
+    "output_dir",
+    "device",
+    "log_every",
+    "checkpoint_every",
+    "data.num_workers",
+    "peak_flops",
+    "compile",
+)  # compile: same within float error
 _MAX_NAME = 100
 
 
-def describe_sparsity(patterns: Dict[str, NM]) -> str:
+def describe_sparsity(patterns: Mapping[str, NM]) -> str:
     """A run label: '1:16' for FF only, 'ff=1:8,q=1:4,k=1:4' for mixes, 'dense' for none."""
     if not patterns:
         return "dense"
@@ -45,13 +58,21 @@ def slug(text: str) -> str:
     return "_".join(out)
 
 
-def run_name(model: str, patterns: Dict[str, NM], recipe: str, seed: int,
-             extra: Sequence[Tuple[str, str]] = ()) -> str:
+def run_name(model: str, patterns: Dict[str, NM], recipe: str, seed: int, extra: Sequence[Tuple[str, str]] = ()) -> str:
     """'vit-n1m32-mdgf_exp-s0', plus '-<key>=<value>' for each (dotted key, value) in `extra`."""
-    name = f"{model}-{slug(describe_sparsity(patterns))}-{canonical_recipe_name(recipe)}-s{seed}"
+    name = base_run_name(model, describe_sparsity(patterns), recipe, seed)
     for key, value in extra:
         name += f"-{key.rsplit('.', 1)[-1]}={_safe(value)}"
     return name
+
+
+def base_run_name(model: str, sparsity: str, recipe: str, seed: Any) -> str:
+    """'vit-n1m32-mdgf_exp-s0' from a sparsity label ('1:32', 'ff=1:8,q=1:4' or 'dense')."""
+    try:
+        recipe = canonical_recipe_name(recipe)
+    except ValueError:  # a recipe this install does not know (a plug-in): its name as written
+        pass
+    return f"{model}-{slug(sparsity)}-{recipe}-s{seed}"
 
 
 def sweep_name(overrides: Iterable[str]) -> str:
@@ -84,7 +105,8 @@ def naming_overrides(overrides: Iterable[str], varying: Iterable[str]) -> List[T
 
 _RUN_NAME = re.compile(
     r"^(?P<model>[^-]+)-(?P<slug>dense|n\d+m\d+|[a-z_]+-n\d+m\d+(?:_[a-z_]+-n\d+m\d+)*)"
-    r"-(?P<recipe>[a-z0-9_]+)-s(?P<seed>\d+)(?:-(?P<variant>.+))?$")
+    r"-(?P<recipe>[a-z0-9_]+)-s(?P<seed>\d+)(?:-(?P<variant>.+))?$"
+)
 
 
 def parse_run_name(name: str) -> Optional[Dict[str, Any]]:
@@ -95,8 +117,13 @@ def parse_run_name(name: str) -> Optional[Dict[str, Any]]:
     match = _RUN_NAME.match(name)
     if not match:
         return None
-    return {"model": match["model"], "sparsity": unslug(match["slug"]), "recipe": match["recipe"],
-            "seed": int(match["seed"]), "variant": match["variant"] or ""}
+    return {
+        "model": match["model"],
+        "sparsity": unslug(match["slug"]),
+        "recipe": match["recipe"],
+        "seed": int(match["seed"]),
+        "variant": match["variant"] or "",
+    }
 
 
 def unslug(text: str) -> str:

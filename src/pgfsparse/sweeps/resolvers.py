@@ -2,6 +2,7 @@
 
 The naming rule itself lives in rundir/naming.py; this module only feeds it from Hydra's state.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,7 +10,7 @@ from typing import List
 
 from pgfsparse.rundir.files import read_json
 from pgfsparse.rundir.layout import SWEEP_FILE
-from pgfsparse.rundir.naming import naming_overrides, run_name, sweep_name
+from pgfsparse.rundir.naming import naming_overrides, sweep_name
 
 
 # -- Hydra resolvers: the sweep folder and each point's subfolder ---------------------------------
@@ -34,25 +35,32 @@ def default_sweep_override(argv: List[str]) -> List[str]:
     return [f"sweep='{sweep_name(overrides)}'"]  # quoted: the name holds '=' and ','
 
 
-
-_FLAGS_WITH_VALUE = {"-cd", "--config-dir", "-cn", "--config-name", "-cp", "--config-path", "-p", "--package",
-                     "-c", "--cfg", "--info", "--experimental-rerun"}
-
+_FLAGS_WITH_VALUE = {
+    "-cd",
+    "--config-dir",
+    "-cn",
+    "--config-name",
+    "-cp",
+    "--config-path",
+    "-p",
+    "--package",
+    "-c",
+    "--cfg",
+    "--info",
+    "--experimental-rerun",
+}
 
 
 def _point_dir_name(*, _root_) -> str:
     """The run name of this job, plus the other keys its sweep varies (read from sweep.json)."""
-    from pgfsparse.config.validation import resolve_patterns_and_recipe
+    from pgfsparse.config.spec import point_name
 
     overrides = list(_root_.hydra.overrides.task)
+    varying = read_json(Path(str(_root_.hydra.sweep.dir)) / SWEEP_FILE, {}).get("varying", [])
     try:
-        patterns, recipe = resolve_patterns_and_recipe(_root_)
+        return point_name(_root_, _root_.hydra.runtime.choices.get("model"), naming_overrides(overrides, varying))
     except Exception:  # noqa: BLE001 - an impossible point still needs a stable folder; its job reports why
         return "job-" + "-".join(sorted(o.replace("/", "-").replace(":", "x") for o in overrides))[:90]
-    varying = read_json(Path(str(_root_.hydra.sweep.dir)) / SWEEP_FILE, {}).get("varying", [])
-    model = _root_.hydra.runtime.choices.get("model") or _root_.model.family
-    return run_name(model, patterns, recipe, _root_.seed, naming_overrides(overrides, varying))
-
 
 
 def register_resolvers() -> None:

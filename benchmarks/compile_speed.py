@@ -43,7 +43,7 @@ def build_side(cfg, data, compiled: bool, run_dir: Path):
     trainer = Trainer(cfg, run_dir, choices={"model": "vit"})
     trainer.task.build_data = lambda: data  # decoded once: loading is not what is timed
     process, device = distributed.start(cfg.device)
-    return trainer.task, build_run_parts(cfg, trainer.task, trainer.patterns, trainer.recipe, process, device)
+    return trainer.task, build_run_parts(cfg, trainer.task, trainer.spec, process, device)
 
 
 def train_step(task, parts, batch, step: int, grad_clip) -> float:

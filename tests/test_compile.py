@@ -71,7 +71,7 @@ def test_the_loop_calls_the_compiled_model_and_saves_the_plain_one(tmp_path):
     assert TrainConfig().compile is False  # off by default
     trainer = Trainer(cfg, tmp_path)
     process, device = distributed.start("cpu")
-    parts = build_run_parts(cfg, trainer.task, trainer.patterns, trainer.recipe, process, device)
+    parts = build_run_parts(cfg, trainer.task, trainer.spec, process, device)
     assert isinstance(parts.ddp_model, torch._dynamo.eval_frame.OptimizedModule)
     assert parts.ddp_model._orig_mod is parts.model and parts.sparsifier.layers  # compiled after sparsify
     assert not any(key.startswith("_orig_mod") for key in parts.model.state_dict())

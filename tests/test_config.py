@@ -116,7 +116,8 @@ def expected_failure(model, sparsity, recipe):
 def validate_combination(cfg, meta_model):
     """(kind, message) of the one-line failure of a composed config, or None if it can run."""
     try:
-        patterns, recipe = check(to_train_config(cfg))
+        spec = check(to_train_config(cfg))
+        patterns, recipe = spec.patterns, spec.recipe
         # a failed sparsify leaves the model untouched, a successful one is removed again
         pgfsparse.sparsify(meta_model, patterns, recipe, total_steps=100).remove("latent")
     except Contradiction as error:
@@ -175,18 +176,20 @@ def test_every_combination_composes_with_hydra_literally(meta_models):
 
 
 def test_auto_recipe_is_dense_without_pattern_and_decay_with_one():
-    _, dense = check(to_train_config(compose_cfg()))
+    dense = check(to_train_config(compose_cfg())).recipe
     assert dense.name == "dense"
-    _, decay = check(to_train_config(compose_cfg("sparsity=1:16")))
+    decay = check(to_train_config(compose_cfg("sparsity=1:16"))).recipe
     assert decay.name == "mdgf_exp"
 
 
 def test_location_overrides_from_the_command_line():
     cfg = to_train_config(compose_cfg("sparsity=1:8", "sparsity.qk=1:4", "recipe=srste"))
-    patterns, recipe = check(cfg)
+    spec = check(cfg)
+    patterns, recipe = spec.patterns, spec.recipe
     assert {k: str(v) for k, v in patterns.items()} == {"ff": "1:8", "q": "1:4", "k": "1:4"}
     cfg = to_train_config(compose_cfg("sparsity.ff=3:8", "sparsity.qkv=1:4", "sparsity.v=1:8"))
-    patterns, recipe = check(cfg)
+    spec = check(cfg)
+    patterns, recipe = spec.patterns, spec.recipe
     assert {k: str(v) for k, v in patterns.items()} == {"ff": "3:8", "q": "1:4", "k": "1:4", "v": "1:8"}
     assert recipe.name == "mdgf_exp"
 

@@ -20,7 +20,7 @@ from test_cli import TINY_VIT, events, train  # noqa: E402
 from test_hardening import TINY, cli  # noqa: E402
 
 from pgfsparse.flops.peak import peak_flops, table_peak  # noqa: E402
-from pgfsparse.run.trainer import _flops_postfix  # noqa: E402
+from pgfsparse.run.recorder import _flops_postfix  # noqa: E402
 
 BATCH = 32
 # 8 steps logged every 3: windows of 3, 3 and 2 steps; decay (mdgf_exp) reaches its sparse

@@ -4,6 +4,7 @@
 
 Exit codes: 0 written (and checked); 1 --check found a difference; 2 bad input, one line.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -12,6 +13,8 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 import torch
+
+from pgfsparse.rundir.layout import RunDir
 
 DEFAULT_OUT = {"compressed": "model.nm.safetensors", "timm": "model.timm.safetensors", "hf": "hf"}
 
@@ -22,8 +25,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--out", help="output file (a folder for --format hf); default: inside the run dir")
     parser.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], help="cast floating tensors (default: as trained)")
     parser.add_argument("--format", default="compressed", choices=list(DEFAULT_OUT))
-    parser.add_argument("--check", action="store_true",
-                        help="reload the export and compare it with the run's strict model on one fixed batch")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="reload the export and compare it with the run's strict model on one fixed batch",
+    )
     args = parser.parse_args(argv)
     code = run(args)
     if argv is None:
@@ -62,19 +68,25 @@ def _export(args) -> int:
         spec = export_timm(strict_weights(run.sparsifier)[0], run.builder, out, dtype)
         print(f"pgf-export: wrote {out} ({mb(out.stat().st_size)}) and {spec}")
     else:
-        export_hf(strict_weights(run.sparsifier)[0], run.builder, out, dtype, tokenizer_dir=run.run_dir / "tokenizer")
+        export_hf(
+            strict_weights(run.sparsifier)[0], run.builder, out, dtype, tokenizer_dir=RunDir(run.run_dir).tokenizer
+        )
         print(f"pgf-export: wrote {out}/ ({mb(sum(f.stat().st_size for f in out.iterdir()))})")
     if not args.check:
         return 0
     reference = _reference(run, dtype)
     reloaded = forward(_reload(out, args.format, run.builder), run.batch, dtype)
     if torch.equal(reloaded, reference):
-        print(f"pgf-export: check passed: the reloaded export's outputs on {len(_rows(run.batch))} fixed examples "
-              "equal the run's strict model bit for bit")
+        print(
+            f"pgf-export: check passed: the reloaded export's outputs on {len(_rows(run.batch))} fixed examples "
+            "equal the run's strict model bit for bit"
+        )
         return 0
     diff = (reloaded.float() - reference.float()).abs().max().item() if reloaded.shape == reference.shape else "shape"
-    print(f"pgf-export: check FAILED: the reloaded export differs from the run's strict model (max |diff| {diff})",
-          file=sys.stderr)
+    print(
+        f"pgf-export: check FAILED: the reloaded export differs from the run's strict model (max |diff| {diff})",
+        file=sys.stderr,
+    )
     return 1
 
 
@@ -123,11 +135,15 @@ def mb(size: float) -> str:
 
 def describe(sizes, dtype=None) -> str:
     """The size lines: file vs dense vs theoretical, then per location."""
-    lines = [f"  size on disk {mb(sizes.file)}; dense {mb(sizes.dense)} ({sizes.dense / sizes.file:.2f}x the file); "
-             f"theoretical {mb(sizes.theoretical)} (file = {sizes.file / sizes.theoretical:.4f}x theoretical)"]
+    lines = [
+        f"  size on disk {mb(sizes.file)}; dense {mb(sizes.dense)} ({sizes.dense / sizes.file:.2f}x the file); "
+        f"theoretical {mb(sizes.theoretical)} (file = {sizes.file / sizes.theoretical:.4f}x theoretical)"
+    ]
     for location, part in sizes.parts.items():
-        lines.append(f"  {location}: stored {mb(part['stored'])}, theoretical {mb(part['theoretical'])} "
-                     f"({part['stored'] / part['theoretical'] - 1:+.3%}), dense {mb(part['dense'])}")
+        lines.append(
+            f"  {location}: stored {mb(part['stored'])}, theoretical {mb(part['theoretical'])} "
+            f"({part['stored'] / part['theoretical'] - 1:+.3%}), dense {mb(part['dense'])}"
+        )
     return "\n".join(lines)
 
 

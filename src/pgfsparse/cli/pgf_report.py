@@ -14,6 +14,7 @@ over seeds) and, unless --no-plots, accuracy_vs_flops, accuracy_vs_sparsity,
 training_curves and gradient_noise as PNG and SVG. Problems with the input stop it with one line,
 `pgf-report: error: <what>: <fix>`, and exit status 2.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,22 +45,44 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="pgf-report", description=__doc__.split("\n\n")[0],
-                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
-    parser.add_argument("paths", nargs="+", metavar="PATH",
-                        help="run dirs, sweep dirs, globs, or folders searched for summary.json / status.json")
+    parser = _Parser(
+        prog="pgf-report",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
+    parser.add_argument(
+        "paths",
+        nargs="+",
+        metavar="PATH",
+        help="run dirs, sweep dirs, globs, or folders searched for summary.json / status.json",
+    )
     parser.add_argument("--out", type=Path, help="output folder (default: PATH/report for one folder, else ./report)")
-    parser.add_argument("--metric", help="final eval metrics other than each run's headline, comma-separated: "
-                                         "a table row per setting for each, e.g. bleu or token_acc,bleu")
+    parser.add_argument(
+        "--metric",
+        help="final eval metrics other than each run's headline, comma-separated: "
+        "a table row per setting for each, e.g. bleu or token_acc,bleu",
+    )
     headline = parser.add_mutually_exclusive_group()
     headline.add_argument("--strict", action="store_true", help="headline = accuracy with strict N:M masks")
-    headline.add_argument("--as-trained", dest="strict", action="store_false",
-                          help="headline = accuracy of the model as trained (default)")
-    parser.add_argument("--group-by", default=",".join(DEFAULT_GROUP_BY), metavar="KEYS",
-                        help=f"comma-separated run columns to group seeds by (default {','.join(DEFAULT_GROUP_BY)})")
-    parser.add_argument("--baseline", metavar="KEY=VALUE",
-                        help="compare.md: each setting minus the setting that differs only in KEY (and the "
-                             "budget), e.g. recipe=srste; within the spread over seeds reads as no difference")
+    headline.add_argument(
+        "--as-trained",
+        dest="strict",
+        action="store_false",
+        help="headline = accuracy of the model as trained (default)",
+    )
+    parser.add_argument(
+        "--group-by",
+        default=",".join(DEFAULT_GROUP_BY),
+        metavar="KEYS",
+        help=f"comma-separated run columns to group seeds by (default {','.join(DEFAULT_GROUP_BY)})",
+    )
+    parser.add_argument(
+        "--baseline",
+        metavar="KEY=VALUE",
+        help="compare.md: each setting minus the setting that differs only in KEY (and the "
+        "budget), e.g. recipe=srste; within the spread over seeds reads as no difference",
+    )
     parser.add_argument("--no-plots", action="store_true", help="write the tables only (matplotlib not needed)")
     return parser
 
@@ -76,8 +99,10 @@ def report(args: argparse.Namespace) -> int:
     out = args.out or default_out(args.paths)
     rows = collect_runs(args.paths, skip=out)
     if not rows:
-        raise ReportError(f"no runs under {', '.join(args.paths)} (no summary.json or status.json found): "
-                          f"pass a run dir, a sweep dir or a folder holding them")
+        raise ReportError(
+            f"no runs under {', '.join(args.paths)} (no summary.json or status.json found): "
+            f"pass a run dir, a sweep dir or a folder holding them"
+        )
     group_by = [k.strip() for k in args.group_by.split(",") if k.strip()]
     groups = summarize(rows, metric=args.metric, strict=args.strict, group_by=group_by)
     markdown = to_markdown(groups)

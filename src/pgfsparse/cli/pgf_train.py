@@ -10,17 +10,19 @@ Hydra's composition errors); 3 stopped by SIGTERM/SIGINT after a checkpoint;
 failures and exits with the highest code of its points. A refused single run
 leaves no new folder (rundir.py).
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import re
 import sys
 import tempfile
 import traceback
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import hydra
 from omegaconf import DictConfig
@@ -32,8 +34,13 @@ from pgfsparse.errors import (
     EXIT_STOPPED,
     first_line,
 )
+from pgfsparse.rundir.layout import SUMMARY, RunDir
+from pgfsparse.rundir.records import RunSummary
 from pgfsparse.sweeps.point import Point
 from pgfsparse.sweeps.resolvers import default_sweep_override, register_resolvers
+
+if TYPE_CHECKING:
+    from pgfsparse.cli.run_dir_guard import RunDirGuard
 
 register_resolvers()
 
@@ -41,7 +48,7 @@ register_resolvers()
 class _Launch:
     """This command's state between main() and the Hydra task: the run dir guard, and whether the task began."""
 
-    guard = None
+    guard: Optional[RunDirGuard] = None
     task_started = False
 
 
@@ -71,9 +78,25 @@ def main() -> None:
         try:
             train()
         except Exception as error:
-            if _LAUNCH.task_started or not _is_composition_error(error):
+            if _LAUNCH.task_started:
                 raise
-            _fail(_composition_message(error), EXIT_BAD_INPUT)
+            if _is_composition_error(error):  # (before OSError: Hydra's MissingConfigException is one)
+                _fail(_composition_message(error), EXIT_BAD_INPUT)
+            if isinstance(error, OSError):  # Hydra makes the run dir and opens its log before the task
+                _fail(_run_dir_message(error, multirun), EXIT_BAD_INPUT)
+            raise
+
+
+def _run_dir_message(error: OSError, multirun: bool) -> str:
+    """An unwritable hydra.run.dir (or sweep dir), in one line."""
+    where = Path(error.filename) if error.filename else None
+    if where is not None and where.suffix == ".log":  # the folder exists, Hydra's log cannot be written in it
+        where = where.parent
+    what, key = ("sweep dir", "hydra.sweep.dir") if multirun else ("run dir", "hydra.run.dir")
+    return (
+        f"cannot create the {what}{f' {where}' if where else ''} ({error.strerror or type(error).__name__}): "
+        f"choose a writable {key}"
+    )
 
 
 @contextmanager
@@ -106,9 +129,15 @@ def _composition_message(error: BaseException) -> str:
         message += f": {first_line(cause)}"
     if "Available options" in text:  # a list of tab-indented lines after it
         listed = text.split("Available options", 1)[1].splitlines()[1:]
-        options = [line.strip() for line in listed[:next((i for i, x in enumerate(listed) if not x.startswith("\t")),
-                                                          len(listed))]]
+        options = [
+            line.strip()
+            for line in listed[: next((i for i, x in enumerate(listed) if not x.startswith("\t")), len(listed))]
+        ]
         message += f" (choose one of: {', '.join(options)})"
+    ambiguous = re.match(r"Ambiguous value for argument '([^=']+)=(.*)'$", first_line(error))
+    if ambiguous and "quote the value" in text:  # Hydra's hint is on the lines the first one drops
+        key, value = ambiguous.groups()
+        message += f": quote it: '{key}=\"{value}\"' (a list: {key}=[...]; a sweep over it: add -m)"
     return message
 
 
@@ -117,7 +146,7 @@ def train(cfg: DictConfig) -> Optional[float]:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from pgfsparse.config.validation import to_train_config
+    from pgfsparse.config.validation import check_ranges, to_train_config
     from pgfsparse.errors import (
         CheckpointError,
         ConfigError,
@@ -151,6 +180,7 @@ def train(cfg: DictConfig) -> Optional[float]:
 
     try:
         train_cfg = to_train_config(cfg)
+        check_ranges(train_cfg)  # threads=-2 would reach torch before the Trainer's checks
         import torch
 
         torch.set_num_threads(_threads(train_cfg.threads, hydra_cfg))
@@ -158,16 +188,27 @@ def train(cfg: DictConfig) -> Optional[float]:
             return Trainer(train_cfg, run_dir, choices=dict(hydra_cfg.runtime.choices)).fit()["eval_value"]
         settings = hashlib.sha1(json.dumps(resume_settings(train_cfg), sort_keys=True).encode()).hexdigest()
         if point.is_finished(settings):
-            print(f"pgf-train: {run_dir} already finished: skipped (delete its summary.json to train again)",
-                  file=sys.stderr)
+            print(
+                f"pgf-train: {run_dir} already finished: skipped (delete its {SUMMARY} to train again)", file=sys.stderr
+            )
             if multirun:  # counted in this launch's summary line
                 done = point.status
-                point.mark("finished", settings=settings, step=done.get("step"), resumed_from=done.get("resumed_from"))
-            return json.loads((run_dir / "summary.json").read_text())["eval_value"]
+                if done is None:  # is_finished() has just read it
+                    raise RuntimeError(f"{run_dir}: its run status vanished while it was read")
+                point.mark("finished", settings=settings, step=done.step, resumed_from=done.resumed_from)
+            finished = RunSummary.read(run_dir)
+            if finished is None:  # is_finished() saw the file; it cannot be read
+                raise RuntimeError(f"{run_dir}: its {SUMMARY} cannot be read")
+            return finished.eval_value
         # checks, the task and the checkpoint (read-only) before the lock, which creates the run dir
-        trainer = Trainer(train_cfg, run_dir, choices=dict(hydra_cfg.runtime.choices),
-                          sweep_name=sweep_dir.name if multirun else None, name=point.name)
-        point.name = trainer.run_name()
+        trainer = Trainer(
+            train_cfg,
+            run_dir,
+            choices=dict(hydra_cfg.runtime.choices),
+            sweep_name=sweep_dir.name if sweep_dir is not None else None,
+            name=point.name,
+        )
+        point.name = trainer.spec.name
         with point.lock():
             summary = trainer.fit(on_start=on_start)
             point.mark("finished", settings=settings, step=summary["steps"], resumed_from=trainer.resumed_from)
@@ -195,19 +236,19 @@ def train(cfg: DictConfig) -> Optional[float]:
         return None
     except Exception as error:  # noqa: BLE001 - one crashed point must not stop a grid
         if not (multirun or started):
+            if _LAUNCH.guard is not None:  # it never began: no folder holding only Hydra's empty log
+                _LAUNCH.guard.refused(hydra_cfg)
             raise
         point.mark("failed", error=error, exit_code=EXIT_CRASH, traceback_text=traceback.format_exc())
         if not multirun:
             raise
-        print(f"pgf-train: {run_dir.name} crashed: {type(error).__name__}: {error} (see {run_dir / 'error.log'})",
-              file=sys.stderr)
+        print(
+            f"pgf-train: {run_dir.name} crashed: {type(error).__name__}: {error} (see {RunDir(run_dir).error_log})",
+            file=sys.stderr,
+        )
         return None
     if trainer.process.is_main:
-        bleu = summary["eval"].get("eval/bleu")
-        also = f" (BLEU {bleu:.2f} / {summary['eval']['eval_strict/bleu']:.2f})" if bleu is not None else ""
-        print(f"pgf-train: {summary['eval_metric']} {summary['eval_value']:.2f} as trained, "
-              f"{summary['eval_value_strict']:.2f} strict N:M{also}; {summary['steps']} steps, "
-              f"{summary['train_flops']:.3g} training FLOPs, {summary['wall_seconds']:.0f}s -> {summary['run_dir']}")
+        print(f"pgf-train: {trainer.task.headline(summary)}")
     return summary["eval_value"]
 
 

@@ -14,15 +14,16 @@ pgf-train's checks run. So for a single run pgf-train
 
 A multirun is left to Hydra: each point keeps its folder with its status.json.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Iterable, List, Optional, Set
 
 from pgfsparse.run.resume import saved_overrides
+from pgfsparse.rundir.layout import RunDir
 
 DEFAULT_RUNS_ROOT = Path("outputs")  # the root of conf/train.yaml's hydra.run.dir
-HYDRA_SUBDIR = ".hydra"
 
 
 def _override_value(argv: Iterable[str], key: str) -> Optional[str]:
@@ -62,14 +63,17 @@ class RunDirGuard:
         """Record the run as Hydra would have (.hydra/config.yaml, hydra.yaml, overrides.yaml), unless it has."""
         from omegaconf import OmegaConf
 
-        folder = Path(hydra_cfg.runtime.output_dir) / HYDRA_SUBDIR
-        if (folder / "config.yaml").exists():
+        run_dir = RunDir(hydra_cfg.runtime.output_dir)
+        if run_dir.hydra_config.exists():
             return
-        folder.mkdir(parents=True, exist_ok=True)
-        files = {"config.yaml": task_cfg, "hydra.yaml": OmegaConf.create({"hydra": hydra_cfg}),
-                 "overrides.yaml": hydra_cfg.overrides.task}
-        for name, value in files.items():
-            (folder / name).write_text(OmegaConf.to_yaml(value), encoding="utf-8")
+        run_dir.hydra.mkdir(parents=True, exist_ok=True)
+        files = {
+            run_dir.hydra_config: task_cfg,
+            run_dir.hydra / "hydra.yaml": OmegaConf.create({"hydra": hydra_cfg}),
+            run_dir.saved_overrides: hydra_cfg.overrides.task,
+        }
+        for path, value in files.items():
+            path.write_text(OmegaConf.to_yaml(value), encoding="utf-8")
 
     def refused(self, hydra_cfg) -> None:
         """Remove what Hydra created for a run that is refused."""

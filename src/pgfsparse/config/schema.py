@@ -5,6 +5,7 @@ YAML; `validation.to_train_config()` merges it onto these dataclasses (unknown
 keys and wrong types fail there, in one line) and `validation.check()` checks
 the combinations before anything is built or written.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -19,6 +20,11 @@ class TokenizerConfig:
     vocab_size: int = 8000  # bpe: vocabulary size, the 100 sentinels <extra_id_N> included
     train_texts: int = 200000  # bpe: train on at most this many training texts
     name: Optional[str] = None  # pretrained: a hub id or local directory; None = model.pretrained
+
+
+VISION_FAMILIES = ("vit", "swin", "timm")  # model.family values built by timm
+TEXT_FAMILIES = ("t5",)  # model.family values built by Hugging Face transformers
+DATA_KINDS = ("image", "translation", "span_corruption", "glue")  # data.kind values, one task each
 
 
 @dataclass
@@ -122,9 +128,12 @@ class DataConfig:
     image_size: Optional[int] = None  # None = the data's native size
     batch_size: int = 128  # per process and micro-batch: global batch = batch_size x processes x optim.accumulate
     eval_batch_size: int = 256
-    eval_limit: Optional[int] = None  # evaluate on at most this many examples
+    # Evaluate on at most this many examples (None = all): a fixed seeded sample, sorted, the same for every run
+    # and seed (never a class-ordered split's first classes); a streamed split's first ones. summary.json's
+    # data_source says so.
+    eval_limit: Optional[int] = None
     num_workers: int = 0
-    default_epochs: float = 2.0  # run length when no budget.* is set (README: ~15 min on a 2-core CPU)
+    default_epochs: float = 2.0  # run length when no budget.* is set (docs/training.md: ~15 min on a 2-core CPU)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     # --- text ---
     source_lang: Optional[str] = None  # translation: the source text column (en), or a key of a `translation` column
@@ -184,7 +193,7 @@ class TrainConfig:
     log_every: int = 20  # optimizer steps between metric lines
     eval_every: Optional[int] = None  # steps between evaluations; None = at the end only
     checkpoint_every: Optional[int] = 200  # steps between checkpoints (and one at the end)
-    diagnostics_every: int = 100  # steps between sparsity diagnostics
+    diagnostics_every: int = 100  # steps between sparsity diagnostics; 0 = off (no diagnostics events)
     resume: Optional[str] = None  # a run dir to continue in place
     output_dir: Optional[str] = None  # None = Hydra's run dir
     threads: Optional[int] = None  # torch threads; None = usable cores / parallel jobs (joblib n_jobs, torchrun ranks)

@@ -3,29 +3,24 @@
 Every problem becomes a `ConfigError` with a one-line message that names the
 key and the fix; `pgf-train` prints it and exits with status 2.
 """
+
 from __future__ import annotations
 
 from dataclasses import MISSING, fields, is_dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, NamedTuple, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, cast
 
-from pgfsparse.config.schema import TrainConfig
+from pgfsparse.config.schema import DATA_KINDS, TEXT_FAMILIES, VISION_FAMILIES, TrainConfig
+from pgfsparse.config.spec import (
+    RunSpec,
+    check_budget,
+    point_name,
+    resolve,
+    resolve_recipe,
+    sparsity_patterns,
+)
 from pgfsparse.errors import ConfigError, Contradiction, first_line
 from pgfsparse.rundir.naming import describe_sparsity, slug
-from pgfsparse.sparsity.pattern import NM
-from pgfsparse.sparsity.recipes import (
-    Recipe,
-    load_recipe_class,
-    make_recipe,
-    recipe_class,
-)
-from pgfsparse.sparsity.targets import resolve_patterns
-
-PATTERN_KEYS = ("ff", "q", "k", "v", "qk", "qkv", "attn_out")
-
-
-
-
 
 
 def to_train_config(cfg) -> TrainConfig:
@@ -33,13 +28,16 @@ def to_train_config(cfg) -> TrainConfig:
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    plain = {k: v for k, v in OmegaConf.to_container(cfg, resolve=False).items() if k != "hydra"}
+    container = cast(Dict[str, Any], OmegaConf.to_container(cfg, resolve=False))  # a DictConfig becomes a dict
+    plain = {k: v for k, v in container.items() if k != "hydra"}
     unknown = _unknown_keys(plain, TrainConfig)
     if unknown:
-        raise ConfigError(f"unknown config key(s) {', '.join(unknown)}: check the spelling (pgf-train --cfg job lists all)")
+        raise ConfigError(
+            f"unknown config key(s) {', '.join(unknown)}: check the spelling (pgf-train --cfg job lists all)"
+        )
     try:
         merged = OmegaConf.merge(OmegaConf.structured(TrainConfig), plain)
-        return OmegaConf.to_object(merged)
+        return cast(TrainConfig, OmegaConf.to_object(merged))  # a structured config becomes its dataclass again
     except OmegaConfBaseException as error:
         key = getattr(error, "full_key", None)
         raise ConfigError(f"config error{f' at {key}' if key else ''}: {first_line(error)}") from None
@@ -60,91 +58,13 @@ def _unknown_keys(values: dict, schema, prefix: str = "") -> list:
     return unknown
 
 
-def sparsity_patterns(cfg: TrainConfig) -> Dict[str, NM]:
-    """The location -> N:M map of `sparsity.*` (dense entries dropped)."""
-    given = {key: getattr(cfg.sparsity, key) for key in PATTERN_KEYS if getattr(cfg.sparsity, key) is not None}
-    try:
-        return resolve_patterns(given)
-    except ValueError as error:
-        raise ConfigError(f"sparsity: {error}") from None
-
-
-def resolve_recipe(cfg: TrainConfig, patterns: Dict[str, NM]) -> Recipe:
-    """The Recipe to run, with `auto` and contradictions settled.
-
-    Rule: recipe=auto means dense when no location has a pattern and decay
-    (mdgf_exp) otherwise. An explicit sparse recipe with no pattern, or
-    recipe=dense with a pattern, is refused (in a sweep that job is skipped, so
-    the grid never runs the dense baseline twice).
-    """
-    name = cfg.recipe["name"]
-    try:
-        recipe_class, options = recipe_class_and_knobs(cfg.recipe, patterns)
-        recipe = make_recipe(recipe_class, **options)
-    except ValueError as error:
-        raise ConfigError(f"recipe: {error}") from None
-    if recipe.is_sparse and not patterns:
-        raise Contradiction(
-            f"recipe={name} needs an N:M pattern but sparsity is dense: "
-            "add e.g. sparsity=1:16, or use recipe=dense for the baseline"
-        )
-    if not recipe.is_sparse and patterns:
-        shown = ", ".join(f"{k}={v}" for k, v in patterns.items())
-        raise Contradiction(
-            f"recipe=dense contradicts the pattern {shown}: pick a sparse recipe (e.g. recipe=decay) or sparsity=dense"
-        )
-    return recipe
-
-
-def recipe_class_and_knobs(recipe_cfg, patterns: Dict[str, NM]):
-    """(the Recipe class, its knobs) named by the recipe node: a name, `auto`, or `custom` + target.
-
-    `auto` is mdgf_exp with a pattern and dense without one (whose knobs it then drops).
-    """
-    settings = dict(recipe_cfg)
-    name = str(settings.pop("name"))
-    if name == "custom":
-        target = settings.pop("target", None)
-        if target in (None, "", "???"):
-            raise ValueError("recipe=custom needs recipe.target=path/file.py:Class or module:Class "
-                             "(see examples/my_recipe.py)")
-        return load_recipe_class(target), settings
-    if name == "auto":
-        name = "mdgf_exp" if patterns else "dense"
-        settings = settings if patterns else {}
-    return recipe_class(name), settings
-
-
-def resolve_patterns_and_recipe(cfg) -> Tuple[Dict[str, NM], str]:
-    """(patterns, canonical recipe name) of a composed config: what a run's name needs, before any check."""
-    patterns = sparsity_patterns(cfg)
-    return patterns, recipe_class_and_knobs(cfg.recipe, patterns)[0].name
-
-
-def check_budget(cfg: TrainConfig) -> Tuple[str, float]:
-    """('steps' | 'epochs' | 'train_flops', value) after checking at most one is set."""
-    budget = cfg.budget
-    given = [(k, getattr(budget, k)) for k in ("steps", "epochs", "train_flops") if getattr(budget, k) is not None]
-    if len(given) > 1:
-        shown = ", ".join(f"budget.{k}={v}" for k, v in given)
-        raise ConfigError(f"set one run length, not {shown}: drop all but one (e.g. '~budget.epochs')")
-    default = budget.default_epochs if budget.default_epochs is not None else cfg.data.default_epochs
-    kind, value = given[0] if given else ("epochs", default)
-    if not value or value <= 0:
-        raise ConfigError(f"budget.{kind}={value} must be positive")
-    return kind, float(value)
-
-
-TEXT_FAMILIES = ("t5",)
-VISION_FAMILIES = ("vit", "swin", "timm")
-DATA_KINDS = ("image", "translation", "span_corruption", "glue")
-
-
 def check_model_and_data(cfg: TrainConfig) -> None:
     """A text model needs text data and a vision model images: say which choices fit."""
     family, kind = cfg.model.family, cfg.data.kind
     if family not in TEXT_FAMILIES + VISION_FAMILIES:
-        raise ConfigError(f"model.family={family!r} is unknown: choose one of {', '.join(VISION_FAMILIES + TEXT_FAMILIES)}")
+        raise ConfigError(
+            f"model.family={family!r} is unknown: choose one of {', '.join(VISION_FAMILIES + TEXT_FAMILIES)}"
+        )
     if kind not in DATA_KINDS:
         raise ConfigError(f"data.kind={kind!r} is unknown: choose one of {', '.join(DATA_KINDS)}")
     if family in TEXT_FAMILIES and kind == "image":
@@ -213,13 +133,20 @@ RANGES: Dict[str, Range] = {
     "log_every": AT_LEAST_1,
     "eval_every": AT_LEAST_1,
     "checkpoint_every": AT_LEAST_1,
-    "diagnostics_every": NON_NEGATIVE,  # 0 = off
+    "diagnostics_every": NON_NEGATIVE,  # 0 = off (ZERO_MEANS)
     "threads": AT_LEAST_1,
     "peak_flops": POSITIVE,
 }
-NULL_MEANS = {"optim.grad_clip": "off", "eval_every": "at the end only", "checkpoint_every": "only at the end",
-              "data.eval_limit": "all", "data.generate_limit": "all", "threads": "automatic",
-              "peak_flops": "the device table"}
+NULL_MEANS = {
+    "optim.grad_clip": "off",
+    "eval_every": "at the end only",
+    "checkpoint_every": "only at the end",
+    "data.eval_limit": "all",
+    "data.generate_limit": "all",
+    "threads": "automatic",
+    "peak_flops": "the device table",
+}
+ZERO_MEANS = {"diagnostics_every": "off"}  # keys whose 0 is a setting of its own, said in their range message
 
 
 def check_ranges(cfg: TrainConfig) -> None:
@@ -231,7 +158,12 @@ def check_ranges(cfg: TrainConfig) -> None:
         for item in value if isinstance(value, (list, tuple)) else [value]:
             if not (isinstance(item, (int, float)) and valid.test(item)):
                 null = f" (or null: {NULL_MEANS[key]})" if key in NULL_MEANS else ""
-                raise ConfigError(f"{key}={_shown(value)} is out of range: it must be {valid.text}{null}")
+                zero = f" (0: {ZERO_MEANS[key]})" if key in ZERO_MEANS else ""
+                raise ConfigError(f"{key}={_shown(value)} is out of range: it must be {valid.text}{zero}{null}")
+    if len(cfg.optim.betas) != 2:  # Adam's (beta1, beta2): torch fails on any other count, deep in the build
+        raise ConfigError(
+            f"optim.betas={_shown(cfg.optim.betas)} needs two values, each in [0, 1): e.g. optim.betas=[0.9,0.999]"
+        )
 
 
 def _get(cfg, dotted: str):
@@ -247,7 +179,7 @@ def _shown(value) -> str:
 def check_optimizer(cfg: TrainConfig) -> None:
     from timm.optim import list_optimizers
 
-    known = list_optimizers()
+    known = cast(List[str], list_optimizers())  # names only: (name, description) pairs need with_description
     if cfg.optim.name.lower() not in known:
         import difflib
 
@@ -267,13 +199,11 @@ def check_files(cfg: TrainConfig) -> None:
         check_weights_file(Path(cfg.model.checkpoint).expanduser(), "model.checkpoint")
 
 
-def check(cfg: TrainConfig) -> Tuple[Dict[str, NM], Recipe]:
-    """All checks that need no model or data; returns (patterns, recipe)."""
+def check(cfg: TrainConfig, model: Optional[str] = None, name: Optional[str] = None) -> RunSpec:
+    """All checks that need no model or data; returns the run's RunSpec (see `spec.resolve`)."""
     check_ranges(cfg)
     check_model_and_data(cfg)
-    patterns = sparsity_patterns(cfg)
-    recipe = resolve_recipe(cfg, patterns)
-    check_budget(cfg)
+    spec = resolve(cfg, model, name=name)  # patterns, recipe and budget
     check_optimizer(cfg)
     if cfg.sparsity.layout not in ("row", "col"):
         raise ConfigError(f"sparsity.layout={cfg.sparsity.layout!r}: choose row or col")
@@ -287,8 +217,23 @@ def check(cfg: TrainConfig) -> Tuple[Dict[str, NM], Recipe]:
     if mode is not None and mode not in ("online", "offline", "disabled"):
         raise ConfigError(f"logger.mode={mode!r}: choose online, offline or disabled")
     check_files(cfg)
-    return patterns, recipe
+    return spec
 
 
-__all__ = ["RANGES", "ConfigError", "Contradiction", "check", "check_ranges", "check_budget", "check_model_and_data", "describe_sparsity", "resolve_patterns_and_recipe", "resolve_recipe",
-           "slug", "sparsity_patterns", "to_train_config"]
+__all__ = [
+    "RANGES",
+    "ConfigError",
+    "Contradiction",
+    "RunSpec",
+    "check",
+    "check_ranges",
+    "check_budget",
+    "check_model_and_data",
+    "describe_sparsity",
+    "point_name",
+    "resolve",
+    "resolve_recipe",
+    "slug",
+    "sparsity_patterns",
+    "to_train_config",
+]

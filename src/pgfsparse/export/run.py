@@ -4,6 +4,7 @@ The checkpoint is read with `pgfsparse.run.checkpoint.load` (weights_only=True).
 pgf-train builds it (task.build_data -> task.build_model -> sparsify), then the checkpoint's weights
 are loaded; the strict view recomputes the target masks from them, as the trainer's strict eval does.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -14,6 +15,7 @@ from typing import Any, Dict
 import torch
 from torch import nn
 
+from pgfsparse.config.schema import VISION_FAMILIES
 from pgfsparse.errors import CheckpointError
 from pgfsparse.export.builders import (
     BuilderError,
@@ -22,7 +24,7 @@ from pgfsparse.export.builders import (
     timm_builder,
 )
 from pgfsparse.run import checkpoint
-from pgfsparse.rundir.layout import CHECKPOINT
+from pgfsparse.rundir.layout import CHECKPOINT, RunDir
 
 FIXED_BATCH = 8  # examples of the first eval batch that --check compares
 
@@ -38,24 +40,21 @@ class Run:
 
 def load_run(target) -> Run:
     """The run at `target` (a run dir, or a checkpoint file inside one)."""
-    from pgfsparse.config.validation import resolve_recipe, sparsity_patterns
-    from pgfsparse.sparsity import sparsify
+    from pgfsparse.config.spec import resolve
+    from pgfsparse.run.parts import sparsify_model
     from pgfsparse.tasks import build_task
 
     target = Path(target)
     run_dir = target if target.is_dir() else target.parent
     state = checkpoint.load(target / CHECKPOINT if target.is_dir() else target)
     cfg = _config(run_dir, state)
-    patterns = sparsity_patterns(cfg)
-    recipe = resolve_recipe(cfg, patterns)
+    spec = resolve(cfg)
     task = build_task(cfg, run_dir)
     data = task.build_data()
     model = task.build_model(data)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # allow_skip's "leaving layer dense" was already said in training
-        sparsifier = sparsify(model, patterns, recipe, total_steps=max(1, int(state.get("step", 1))),
-                              layer_map=cfg.model.layer_patterns or cfg.model.layer_map,
-                              layout=cfg.sparsity.layout, allow_skip=cfg.sparsity.allow_skip)
+        sparsifier = sparsify_model(model, cfg, spec, total_steps=max(1, int(state.get("step", 1))))
     model.load_state_dict(state["model"])
     model.eval()
     builder = _builder(cfg, data, model)
@@ -71,16 +70,18 @@ def _config(run_dir: Path, state: Dict[str, Any]):
 
     if "config" in state:
         return to_train_config(OmegaConf.create(state["config"]))
-    hydra = run_dir / ".hydra" / "config.yaml"
+    hydra = RunDir(run_dir).hydra_config
     if not hydra.is_file():
-        raise CheckpointError(f"{run_dir} has no recorded config (checkpoint or .hydra/config.yaml): "
-                                         "export a run dir written by pgf-train")
+        raise CheckpointError(
+            f"{run_dir} has no recorded config (checkpoint or .hydra/config.yaml): "
+            "export a run dir written by pgf-train"
+        )
     return to_train_config(OmegaConf.load(hydra))
 
 
 def _builder(cfg, data, model: nn.Module) -> Dict[str, Any]:
     """timm: the name and kwargs build_vision_model used; transformers: the model's config."""
-    if cfg.model.family not in ("vit", "swin", "timm"):
+    if cfg.model.family not in VISION_FAMILIES:
         return builder_for(model)
     kwargs = dict(cfg.model.kwargs, in_chans=data.channels, num_classes=data.num_classes, img_size=data.image_size)
     try:
@@ -101,6 +102,7 @@ def _first_examples(batch, count: int):
 
 def forward(model: nn.Module, batch, dtype=None) -> torch.Tensor:
     """The model's output tensor on the fixed batch (logits; T5 teacher-forced on the batch's labels)."""
+
     def cast(t: torch.Tensor) -> torch.Tensor:
         return t.to(dtype) if dtype is not None and t.is_floating_point() else t
 

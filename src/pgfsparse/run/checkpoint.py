@@ -8,6 +8,7 @@ optimizer, the LR scheduler, the sparsifier state (step, bit-packed masks),
 every RNG state and the trainer's counters. It is written to a temporary file
 and renamed, so a crash mid-write leaves the previous checkpoint intact.
 """
+
 from __future__ import annotations
 
 import pickle
@@ -30,7 +31,7 @@ def rng_state() -> Dict[str, Any]:
     state = {
         "torch": torch.get_rng_state(),
         "python": _to_lists(random.getstate()),
-        "numpy": [kind, torch.from_numpy(keys.astype("int64")), pos, has_gauss, cached],
+        "numpy": [kind, torch.from_numpy(np.asarray(keys).astype("int64")), pos, has_gauss, cached],
     }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -80,7 +81,9 @@ def check_weights_file(path: Path, key: str) -> None:
             with safe_open(str(path), framework="pt"):
                 return
         except Exception as error:  # noqa: BLE001 - any unreadable header
-            raise CheckpointError(f"{key}={path} is not a readable .safetensors file ({first_line(error)[:160]})") from None
+            raise CheckpointError(
+                f"{key}={path} is not a readable .safetensors file ({first_line(error)[:160]})"
+            ) from None
     if not isinstance(_safe_torch_load(path, key), dict):
         raise CheckpointError(f"{key}={path} holds no state dict: save model.state_dict() to it")
 
@@ -94,17 +97,33 @@ def _safe_torch_load(path: Path, what: str) -> Any:
         unsafe = re.search(r"GLOBAL ([\w.]+)", str(error))  # "Unsupported global: GLOBAL os.system", ...
         if isinstance(error, pickle.UnpicklingError) and unsafe:
             raise CheckpointError(_unsafe_pickle_message(path, what, unsafe.group(1))) from None
-        reason = "not a pickle torch can read" if isinstance(error, pickle.UnpicklingError) else first_line(error)
-        raise CheckpointError(f"{what} {path} cannot be read ({reason[:160]}): it is damaged or not a torch file; "
-                              "delete it to start over, or use a copy") from None
+        reason = "not a pickle torch can read" if isinstance(error, pickle.UnpicklingError) else _gist(error)
+        fix = (
+            "delete it to start afresh or restore a copy"
+            if what == "checkpoint"
+            else f"point {what} at an intact .safetensors or .pth file"
+        )
+        raise CheckpointError(
+            f"{what} {path} cannot be read: it is damaged, truncated or not a torch file ({reason}): {fix}"
+        ) from None
+
+
+def _gist(error: BaseException, limit: int = 120) -> str:
+    """The first sentence of `error`'s first line, cut at a word boundary (torch's messages run on for lines)."""
+    text = first_line(error).split(". ", 1)[0].rstrip(". ")
+    if len(text) <= limit:
+        return text
+    return text[:limit].rsplit(" ", 1)[0].rstrip(",:;") + " ..."
 
 
 def _unsafe_pickle_message(path: Path, what: str, name: str) -> str:
     """Why an unsafe file is refused, in one line."""
-    return (f"{what} {path} is refused: unpickling it needs arbitrary code (it would import {name}), and a file "
-            "that can run "
-            "code when loaded is never loaded; nothing in it was run. Use a file of plain tensors "
-            "(a state_dict saved with torch.save, or .safetensors) from a source you trust")
+    return (
+        f"{what} {path} is refused: unpickling it needs arbitrary code (it would import {name}), and a file "
+        "that can run "
+        "code when loaded is never loaded; nothing in it was run. Use a file of plain tensors "
+        "(a state_dict saved with torch.save, or .safetensors) from a source you trust"
+    )
 
 
 def _to_lists(value):

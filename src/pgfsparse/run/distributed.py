@@ -8,6 +8,7 @@ SLURM tasks (Hydra's submitit launcher with tasks_per_node > 1, or
 `srun --ntasks=K pgf-train ...`) get none of these variables: `slurm_env`
 derives them from the job step's SLURM_* variables, as torchrun would set them.
 """
+
 from __future__ import annotations
 
 import os

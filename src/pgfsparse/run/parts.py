@@ -6,6 +6,7 @@
 The order is also the order of random draws after seeding, so it fixes a run's numbers.
 compile=true wraps the model the loop calls in torch.compile once the sparsifier is attached.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -13,12 +14,12 @@ import math
 import random
 import uuid
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional, cast
 
 import torch
 
 from pgfsparse.config.schema import TrainConfig
-from pgfsparse.config.validation import check_budget
+from pgfsparse.config.spec import RunSpec
 from pgfsparse.errors import ConfigError
 from pgfsparse.run import checkpoint, distributed
 from pgfsparse.sparsity import Schedule, sparsify
@@ -45,8 +46,9 @@ class RunParts:
     peak_flops: Optional[float] = None  # one device's peak FLOP/s (peak_flops.py): train/mfu's denominator
 
 
-def build_run_parts(cfg: TrainConfig, task, patterns, recipe, process, device: torch.device,
-                    resumed: Optional[Dict[str, Any]] = None) -> RunParts:
+def build_run_parts(
+    cfg: TrainConfig, task, spec: RunSpec, process, device: torch.device, resumed: Optional[Dict[str, Any]] = None
+) -> RunParts:
     """Every part of a run, in the module docstring's order; restored from `resumed` (a checkpoint's state)."""
     from timm.optim import create_optimizer_v2
 
@@ -59,16 +61,17 @@ def build_run_parts(cfg: TrainConfig, task, patterns, recipe, process, device: t
     model = task.build_model(data)
     # The sparsifier needs the run's length, but a FLOP budget's length needs the FLOP counter, which
     # counts the sparse layers: it is built with a placeholder length and given the real one below.
-    sparsifier = _sparsify(model, cfg, patterns, recipe)
+    sparsifier = sparsify_model(model, cfg, spec)
     model = model.to(device)
     examples_per_step = cfg.data.batch_size * process.world_size * cfg.optim.accumulate
     args, kwargs = task.example_inputs(data, device)
     flops = FlopCounter(model, args, kwargs, sparsifier=sparsifier, examples_per_step=examples_per_step)
     train_examples = task.train_examples(data)
-    total_steps = steps_from_budget(cfg, recipe, flops, train_examples, process.world_size)
+    total_steps = steps_from_budget(cfg, spec, flops, train_examples, process.world_size)
     sparsifier.set_total_steps(total_steps)  # the FLOP counter reads the new schedule
-    optimizer = create_optimizer_v2(model, opt=cfg.optim.name, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay,
-                                    betas=tuple(cfg.optim.betas))
+    optimizer = create_optimizer_v2(
+        model, opt=cfg.optim.name, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay, betas=tuple(cfg.optim.betas)
+    )
     lr_schedule = build_lr_schedule(cfg, optimizer, total_steps)
     scaler = torch.amp.GradScaler(enabled=cfg.precision == "fp16" and device.type == "cuda")
     ddp_model = distributed.wrap(model, process, device)
@@ -86,17 +89,34 @@ def build_run_parts(cfg: TrainConfig, task, patterns, recipe, process, device: t
         checkpoint.set_rng_state(resumed["rng"])
         start_step, wall_offset = int(resumed["step"]), resumed.get("wall_seconds", 0.0)
         run_id = resumed.get("run_id", run_id)
-    return RunParts(data, model, ddp_model, sparsifier, flops, train_examples, examples_per_step, total_steps,
-                    optimizer, lr_schedule, scaler, autocast_for(cfg.precision, device), start_step, wall_offset,
-                    run_id, peak_flops(device, cfg.precision, cfg.peak_flops))
+    return RunParts(
+        data,
+        model,
+        ddp_model,
+        sparsifier,
+        flops,
+        train_examples,
+        examples_per_step,
+        total_steps,
+        optimizer,
+        lr_schedule,
+        scaler,
+        autocast_for(cfg.precision, device),
+        start_step,
+        wall_offset,
+        run_id,
+        peak_flops(device, cfg.precision, cfg.peak_flops),
+    )
 
 
 def _check_batch_fits(cfg: TrainConfig, train_examples: Optional[int], world_size: int) -> None:
     """A step's micro-batches must fit in the training split (a streamed one has no size)."""
     if train_examples is not None and cfg.data.batch_size * world_size > train_examples:
         across = f" x {world_size} processes" if world_size > 1 else ""
-        raise ConfigError(f"data.batch_size={cfg.data.batch_size}{across} exceeds the {train_examples} examples of "
-                          f"data={cfg.data.name}'s training split: lower data.batch_size")
+        raise ConfigError(
+            f"data.batch_size={cfg.data.batch_size}{across} exceeds the {train_examples} examples of "
+            f"data={cfg.data.name}'s training split: lower data.batch_size"
+        )
 
 
 def seed_everything(seed: int) -> None:
@@ -107,35 +127,46 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _sparsify(model, cfg: TrainConfig, patterns, recipe):
+def sparsify_model(model, cfg: TrainConfig, spec: RunSpec, total_steps: int = 1):
+    """`sparsify` with the run's patterns, recipe, layer map, layout and allow_skip; a bad shape is a ConfigError."""
     try:
         return sparsify(
-            model, patterns, recipe, total_steps=1, layer_map=cfg.model.layer_patterns or cfg.model.layer_map,
-            layout=cfg.sparsity.layout, allow_skip=cfg.sparsity.allow_skip,
+            model,
+            spec.patterns,
+            spec.recipe,
+            total_steps=total_steps,
+            layer_map=cfg.model.layer_patterns or cfg.model.layer_map,
+            layout=cfg.sparsity.layout,
+            allow_skip=cfg.sparsity.allow_skip,
         )
     except ValueError as error:
-        hint = "" if cfg.model.layer_patterns else " (or name the layers with model.layer_patterns)"
-        raise ConfigError(f"sparsity: {error}{hint}") from None
+        # the engine names its Python argument (allow_skip=True); a config sets sparsity.allow_skip=true
+        message = str(error).replace("allow_skip=True", "sparsity.allow_skip=true")
+        shape = message != str(error)  # a layer that cannot take the pattern: its layer names are right
+        hint = "" if cfg.model.layer_patterns or shape else " (or name the layers with model.layer_patterns)"
+        raise ConfigError(f"sparsity: {message}{hint}") from None
 
 
-def steps_from_budget(cfg: TrainConfig, recipe, flops, train_examples: Optional[int], world_size: int) -> int:
+def steps_from_budget(cfg: TrainConfig, spec: RunSpec, flops, train_examples: Optional[int], world_size: int) -> int:
     """Optimizer steps of the run: budget.steps, or the steps of budget.epochs or budget.train_flops."""
-    kind, value = check_budget(cfg)
+    kind, value = spec.budget
     if kind == "steps":
         return int(value)
     if kind == "epochs":
         from pgfsparse.data import steps_per_epoch
 
         if train_examples is None:
-            raise ConfigError(f"data={cfg.data.name} is streamed and has no epochs: set budget.steps "
-                              "or budget.train_flops")
-        per_epoch = steps_per_epoch(train_examples, cfg.data.batch_size, world_size=world_size,
-                                    accumulate=cfg.optim.accumulate)
+            raise ConfigError(
+                f"data={cfg.data.name} is streamed and has no epochs: set budget.steps or budget.train_flops"
+            )
+        per_epoch = steps_per_epoch(
+            train_examples, cfg.data.batch_size, world_size=world_size, accumulate=cfg.optim.accumulate
+        )
         return max(1, math.ceil(value * per_epoch))
     from pgfsparse.flops.counter import steps_for_flop_budget
 
     try:
-        return steps_for_flop_budget(value, flops, lambda total: Schedule(recipe, total))
+        return steps_for_flop_budget(value, flops, lambda total: Schedule(spec.recipe, total))
     except ValueError as error:
         raise ConfigError(f"budget.train_flops: {error}") from None
 
@@ -147,7 +178,9 @@ def build_lr_schedule(cfg: TrainConfig, optimizer, total_steps: int):
     s = cfg.schedule
     warmup = s.warmup_steps if s.warmup_steps is not None else round(s.warmup_fraction * total_steps)
     warmup = min(warmup, max(total_steps - 1, 0))
-    common = dict(warmup_t=warmup, warmup_lr_init=cfg.optim.lr * 1e-3, warmup_prefix=True, t_in_epochs=False)
+    common: Dict[str, Any] = dict(
+        warmup_t=warmup, warmup_lr_init=cfg.optim.lr * 1e-3, warmup_prefix=True, t_in_epochs=False
+    )
     if s.name == "cosine":
         return CosineLRScheduler(optimizer, t_initial=max(total_steps - warmup, 1), lr_min=s.min_lr, **common)
     return StepLRScheduler(optimizer, decay_t=total_steps + 1, decay_rate=1.0, **common)  # constant
@@ -165,9 +198,12 @@ def compiled(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     except Exception as error:  # noqa: BLE001 - a missing compiler surfaces as any of several errors
         from pgfsparse.errors import first_line
 
-        raise ConfigError(f"compile=true: torch.compile cannot build kernels here ({first_line(error)[:200]}): "
-                          "install a C++ compiler (CPU) or Triton (CUDA), or set compile=false") from None
-    return torch.compile(model)
+        raise ConfigError(
+            f"compile=true: torch.compile cannot build kernels here ({first_line(error)[:200]}): "
+            "install a C++ compiler (CPU) or Triton (CUDA), or set compile=false"
+        ) from None
+    # compiling a Module returns an OptimizedModule (a Module wrapping it); torch types it as a plain callable
+    return cast(torch.nn.Module, torch.compile(model))
 
 
 def autocast_for(precision: str, device: torch.device):

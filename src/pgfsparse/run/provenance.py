@@ -4,6 +4,7 @@ Every summary.json records both, so a results table can say which commit made
 each row. A checkout with uncommitted changes to the package or its configs is
 marked `<sha>+dirty`: its results cannot be traced to a commit.
 """
+
 from __future__ import annotations
 
 import functools
@@ -23,9 +24,11 @@ def package_version() -> str:
 @functools.lru_cache(maxsize=None)
 def git_sha() -> Optional[str]:
     """HEAD of the checkout this package runs from, '+dirty' if src/ or conf/ has changes; None if not a checkout."""
+
     def git(*args: str) -> str:
-        return subprocess.run(["git", "-C", str(_REPO), *args], capture_output=True, text=True, timeout=10,
-                              check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "-C", str(_REPO), *args], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
 
     if not (_REPO / "src" / "pgfsparse").is_dir():  # installed from a wheel: no checkout to ask
         return None

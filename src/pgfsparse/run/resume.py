@@ -10,6 +10,7 @@ at resume; another device gets a one-line warning (not bit-identical).
 `pgf-train resume=DIR` alone re-composes the run's own command: DIR/.hydra/overrides.yaml
 comes before the resume command's overrides (see `saved_overrides`).
 """
+
 from __future__ import annotations
 
 import sys
@@ -20,24 +21,19 @@ from typing import Any, Dict, List, Optional, Tuple
 from omegaconf import OmegaConf
 
 from pgfsparse.config.schema import TrainConfig
-from pgfsparse.config.validation import (
-    recipe_class_and_knobs,
-    resolve_recipe,
-    sparsity_patterns,
-)
+from pgfsparse.config.spec import RunSpec, recipe_class_and_knobs
 from pgfsparse.errors import CheckpointError, ConfigError
 from pgfsparse.run import checkpoint
-from pgfsparse.rundir.layout import CHECKPOINT
+from pgfsparse.rundir.layout import CHECKPOINT, RunDir
 from pgfsparse.sparsity import make_recipe
 
 # Keys whose change makes a checkpoint unusable for resuming (the rest may differ).
 RESUME_KEYS = ("model", "sparsity", "recipe", "budget", "data", "optim", "schedule", "seed", "precision")
-SAVED_OVERRIDES = Path(".hydra") / "overrides.yaml"  # Hydra's record of a run's command-line overrides
 
 
 def saved_overrides(run_dir: Path) -> List[str]:
     """The task overrides `run_dir` was started with (none if Hydra did not record them), minus resume/sweep."""
-    path = Path(run_dir) / SAVED_OVERRIDES
+    path = RunDir(run_dir).saved_overrides
     if not path.is_file():
         return []
     return [str(o) for o in OmegaConf.load(path) if not str(o).lstrip("+~").startswith(("resume=", "sweep="))]
@@ -53,29 +49,32 @@ def resume_settings(cfg: TrainConfig) -> Dict[str, Any]:
     return {k: v for k, v in recorded_config(cfg).items() if k in RESUME_KEYS}
 
 
-def read_checkpoint(run_dir: Path, cfg: TrainConfig) -> Optional[Dict[str, Any]]:
-    """The state in `run_dir`'s checkpoint (None when there is none), if `cfg` may resume it."""
+def read_checkpoint(run_dir: Path, cfg: TrainConfig, spec: RunSpec) -> Optional[Dict[str, Any]]:
+    """The state in `run_dir`'s checkpoint (None when there is none), if `cfg` (resolved: `spec`) may resume it."""
     path = Path(run_dir) / CHECKPOINT
     if not path.exists():
         if cfg.resume:
-            raise CheckpointError(
-                f"resume={cfg.resume} has no {CHECKPOINT}: the run wrote none yet; start it afresh"
-            )
+            raise CheckpointError(f"resume={cfg.resume} has no {CHECKPOINT}: the run wrote none yet; start it afresh")
         return None
     state = checkpoint.load(path)
     saved = state.get("config", {})
-    changed = differences(saved, cfg)
+    changed = differences(saved, cfg, spec)
     if changed:
         shown = "; ".join(f"{key} (run: {old}, given: {new})" for key, old, new in changed)
-        raise ConfigError(f"{run_dir} cannot be resumed with other result-changing settings: {shown}; drop those "
-                          "overrides (resume=DIR alone uses the run's own), or start a new run dir")
+        raise ConfigError(
+            f"{run_dir} cannot be resumed with other result-changing settings: {shown}; drop those "
+            "overrides (resume=DIR alone uses the run's own), or start a new run dir"
+        )
     if saved.get("device", cfg.device) != cfg.device:
-        print(f"pgf-train: warning: resuming with device={cfg.device}, the run used device={saved['device']}: "
-              "the result will not be bit-identical to an uninterrupted run", file=sys.stderr)
+        print(
+            f"pgf-train: warning: resuming with device={cfg.device}, the run used device={saved['device']}: "
+            "the result will not be bit-identical to an uninterrupted run",
+            file=sys.stderr,
+        )
     return state
 
 
-def differences(saved: Dict[str, Any], cfg: TrainConfig) -> List[Tuple[str, Any, Any]]:
+def differences(saved: Dict[str, Any], cfg: TrainConfig, spec: RunSpec) -> List[Tuple[str, Any, Any]]:
     """(dotted key, saved value, value now) for each result-changing setting that differs."""
     now = resume_settings(cfg)
     changed = []
@@ -83,9 +82,10 @@ def differences(saved: Dict[str, Any], cfg: TrainConfig) -> List[Tuple[str, Any,
         if key not in saved:
             continue
         if key == "recipe":
-            if not _same_recipe(saved["recipe"], cfg):
+            if not _same_recipe(saved["recipe"], spec):
                 changed += _leaf_differences(_comparable(saved[key]), now[key], key) or [
-                    (key, saved[key].get("name"), now[key].get("name"))]
+                    (key, saved[key].get("name"), now[key].get("name"))
+                ]
             continue
         changed += _leaf_differences(_comparable(saved[key]), now[key], key)
     return changed
@@ -100,18 +100,18 @@ def _leaf_differences(old: Any, new: Any, key: str) -> List[Tuple[str, Any, Any]
     return [] if old == new else [(key, old, new)]
 
 
-def _same_recipe(saved: Dict[str, Any], cfg: TrainConfig) -> bool:
-    """Whether the saved recipe settings build the recipe `cfg` builds.
+def _same_recipe(saved: Dict[str, Any], spec: RunSpec) -> bool:
+    """Whether the saved recipe settings build the run's recipe (`spec.recipe`).
 
     Compared as Recipe objects, so defaults and aliases do not matter; and
-    checkpoints before 0.2 saved every recipe's knobs in one record, of which
+    0.1.0 checkpoints written before recipes became plug-ins (52ea80b) saved every
+    recipe's knobs in one record, of which
     the ones the recipe's class does not have played no part.
     """
-    patterns = sparsity_patterns(cfg)
     try:
-        recipe_class, knobs = recipe_class_and_knobs(saved, patterns)
+        recipe_class, knobs = recipe_class_and_knobs(saved, spec.patterns)
         known = set(recipe_class.knob_names())
-        return make_recipe(recipe_class, **{k: v for k, v in knobs.items() if k in known}) == resolve_recipe(cfg, patterns)
+        return make_recipe(recipe_class, **{k: v for k, v in knobs.items() if k in known}) == spec.recipe
     except ValueError:  # the saved recipe no longer builds (e.g. a plug-in that is gone)
         return False
 

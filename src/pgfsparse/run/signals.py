@@ -6,6 +6,7 @@ send one of them. The first asks the training loop to checkpoint and stop
 second one ends the process at once (the last complete checkpoint is kept:
 checkpoint writes are atomic).
 """
+
 from __future__ import annotations
 
 import os
@@ -16,8 +17,6 @@ from contextlib import contextmanager
 from typing import Iterator, Optional
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-
 
 
 class StopRequest:
@@ -40,8 +39,12 @@ class StopRequest:
             os.kill(os.getpid(), signum)
             return
         self.signal = signum
-        print(f"pgf-train: {signal.Signals(signum).name}: stopping after this step with a checkpoint "
-              "(send it again to stop at once)", file=sys.stderr, flush=True)
+        print(
+            f"pgf-train: {signal.Signals(signum).name}: stopping after this step with a checkpoint "
+            "(send it again to stop at once)",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 @contextmanager

@@ -1,4 +1,5 @@
 """Weights & Biases: one run per pgf-train run, training FLOPs as the x-axis; offline when no server answers."""
+
 from __future__ import annotations
 
 import os
@@ -9,7 +10,6 @@ from typing import Any, Dict, Optional
 WANDB_INIT_TIMEOUT = 20.0
 
 
-
 class WandbRun:
     """A thin wrapper: training FLOPs as the x-axis of eval charts; safe to call when disabled.
 
@@ -17,20 +17,32 @@ class WandbRun:
     within WANDB_INIT_TIMEOUT seconds; `wandb sync` (or launch/sync_wandb.sh) uploads it later.
     """
 
-    def __init__(self, cfg, run_dir: Path, name: str, tags, group: Optional[str], config: Dict[str, Any],
-                 run_id: str):
+    def __init__(self, cfg, run_dir: Path, name: str, tags, group: Optional[str], config: Dict[str, Any], run_id: str):
         self.run = None
         if not cfg.wandb:
             return
         import wandb
 
         mode = cfg.mode or os.environ.get("WANDB_MODE") or "offline"
-        options = dict(project=cfg.project, entity=cfg.entity, name=name, group=cfg.group or group, tags=list(tags),
-                       config=config, dir=str(run_dir), id=run_id, resume="allow")
+        options = dict(
+            project=cfg.project,
+            entity=cfg.entity,
+            name=name,
+            group=cfg.group or group,
+            tags=list(tags),
+            config=config,
+            dir=str(run_dir),
+            id=run_id,
+            resume="allow",
+        )
         self.run = _init_online(wandb, options) if mode == "online" else None
         if self.run is None:
-            self.run = wandb.init(mode="offline" if mode == "online" else mode,
-                                  settings=wandb.Settings(silent=True, console="off"), **options)
+            fallback = "offline" if mode == "online" else mode  # validation allows online, offline, disabled
+            self.run = wandb.init(
+                mode=fallback,  # type: ignore[arg-type]
+                settings=wandb.Settings(silent=True, console="off"),
+                **options,
+            )
         self.run.define_metric("train_flops")
         for prefix in ("eval/*", "eval_strict/*", "train/*"):
             self.run.define_metric(prefix, step_metric="train_flops")
@@ -49,7 +61,6 @@ class WandbRun:
             self.run = None
 
 
-
 def _init_online(wandb, options: Dict[str, Any]):
     """An online W&B run, or None (after one line saying why) when the server cannot be reached in time."""
     import sys
@@ -58,9 +69,13 @@ def _init_online(wandb, options: Dict[str, Any]):
     problem = _unreachable(base_url)
     if problem is None:
         try:
-            return wandb.init(mode="online", settings=wandb.Settings(
-                silent=True, console="off", init_timeout=WANDB_INIT_TIMEOUT, login_timeout=WANDB_INIT_TIMEOUT),
-                **options)
+            return wandb.init(
+                mode="online",
+                settings=wandb.Settings(
+                    silent=True, console="off", init_timeout=WANDB_INIT_TIMEOUT, login_timeout=WANDB_INIT_TIMEOUT
+                ),
+                **options,
+            )
         except Exception as error:  # noqa: BLE001 - no login, a timeout, a server error: log offline instead
             from pgfsparse.errors import first_line
 
@@ -69,10 +84,12 @@ def _init_online(wandb, options: Dict[str, Any]):
                 wandb.finish()
             except Exception:  # noqa: BLE001 - nothing to finish
                 pass
-    print(f"pgf-train: W&B online is unavailable ({problem}): logging offline instead; upload later with "
-          f"wandb sync {options['dir']}/wandb", file=sys.stderr)
+    print(
+        f"pgf-train: W&B online is unavailable ({problem}): logging offline instead; upload later with "
+        f"wandb sync {options['dir']}/wandb",
+        file=sys.stderr,
+    )
     return None
-
 
 
 def _unreachable(url: str, timeout: float = 5.0) -> Optional[str]:

@@ -1,4 +1,5 @@
 """Tasks: what the shared trainer needs from a kind of problem (data, model, loss, metrics)."""
+
 from pgfsparse.tasks.base import Task
 from pgfsparse.tasks.image_classification import ImageClassification
 

@@ -1,4 +1,5 @@
 """The interface between the shared trainer and a task. The loop never looks inside a batch."""
+
 from __future__ import annotations
 
 from typing import Any, Dict, Iterator, Optional, Tuple
@@ -45,3 +46,16 @@ class Task:
     def evaluate(self, model: nn.Module, batches, device: torch.device, autocast) -> Dict[str, float]:
         """Metrics over the eval split: must include `self.eval_metric`."""
         raise NotImplementedError
+
+    def headline(self, summary: Dict[str, Any]) -> str:
+        """The one-line result pgf-train prints from a run's summary."""
+        also = self.headline_extra(summary)
+        return (
+            f"{summary['eval_metric']} {summary['eval_value']:.2f} as trained, "
+            f"{summary['eval_value_strict']:.2f} strict N:M{also}; {summary['steps']} steps, "
+            f"{summary['train_flops']:.3g} training FLOPs, {summary['wall_seconds']:.0f}s -> {summary['run_dir']}"
+        )
+
+    def headline_extra(self, summary: Dict[str, Any]) -> str:
+        """What the task adds after the strict value in its headline ('' here)."""
+        return ""

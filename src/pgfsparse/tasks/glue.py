@@ -6,6 +6,7 @@ computed locally from greedy generations of the eval split (validation;
 validation_matched for mnli), on GLUE's 0-100 scale. Teacher-forced token
 accuracy and loss are reported as well.
 """
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -40,7 +41,7 @@ class Glue(Seq2SeqTask):
 
     def generation_references(self, count: int) -> list:
         """The raw labels, not the target texts: stsb is scored against the unrounded score."""
-        rows = self.eval_pairs.rows
+        rows = self.built_eval_pairs().rows
         return [rows[i]["label"] for i in range(count)]
 
     def generation_metrics(self, generated: List[str], references: list) -> Dict[str, float]:

@@ -1,4 +1,5 @@
 """Image classification: timm models on CIFAR-10, ImageNet, an image folder or digits; metric top-1 (%)."""
+
 from __future__ import annotations
 
 from typing import Dict
@@ -24,8 +25,12 @@ class ImageClassification(Task):
         if aug.mixup > 0 or aug.cutmix > 0:  # needs the class count, known only now
             from timm.data import Mixup
 
-            self._mixup = Mixup(mixup_alpha=aug.mixup, cutmix_alpha=aug.cutmix,
-                                label_smoothing=aug.label_smoothing, num_classes=data.num_classes)
+            self._mixup = Mixup(
+                mixup_alpha=aug.mixup,
+                cutmix_alpha=aug.cutmix,
+                label_smoothing=aug.label_smoothing,
+                num_classes=data.num_classes,
+            )
         return data
 
     def build_model(self, data):
@@ -41,10 +46,17 @@ class ImageClassification(Task):
     def train_batches(self, data, *, start_micro_step: int, rank: int, world_size: int):
         from pgfsparse.data import make_train_loader
 
-        return iter(make_train_loader(
-            data.train, self.cfg.data.batch_size, seed=self.cfg.seed, start_step=start_micro_step,
-            num_workers=self.cfg.data.num_workers, rank=rank, world_size=world_size,
-        ))
+        return iter(
+            make_train_loader(
+                data.train,
+                self.cfg.data.batch_size,
+                seed=self.cfg.seed,
+                start_step=start_micro_step,
+                num_workers=self.cfg.data.num_workers,
+                rank=rank,
+                world_size=world_size,
+            )
+        )
 
     def eval_batches(self, data):
         from pgfsparse.data import make_eval_loader

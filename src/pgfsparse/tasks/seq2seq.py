@@ -5,11 +5,12 @@ included), so the loss is the model's own cross-entropy over real target tokens.
 Subclasses say where (source, target) pairs come from and may add metrics on
 greedy generations (BLEU, GLUE scores) through `generation_metrics`.
 """
+
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -41,7 +42,9 @@ class TextPairCollator:
     def encode(self, pairs: Sequence[Tuple[str, str]]) -> List[Tuple[torch.Tensor, torch.Tensor]]:
         sources = self.tokenizer([s for s, _ in pairs], max_length=self.max_source, truncation=True)["input_ids"]
         targets = self.tokenizer([t for _, t in pairs], max_length=self.max_target, truncation=True)["input_ids"]
-        return [(torch.tensor(s, dtype=torch.long), torch.tensor(t, dtype=torch.long)) for s, t in zip(sources, targets)]
+        return [
+            (torch.tensor(s, dtype=torch.long), torch.tensor(t, dtype=torch.long)) for s, t in zip(sources, targets)
+        ]
 
     def __call__(self, pairs):
         return pad_seq2seq(self.encode(pairs), self.tokenizer.pad_token_id)
@@ -50,6 +53,9 @@ class TextPairCollator:
 class Seq2SeqTask(Task):
     eval_metric = "token_acc"
     generates = False  # True: evaluation also decodes eval sources greedily and calls generation_metrics
+    # Both set by build_data. The tokenizer is a Hugging Face one, untyped (data.text.tokenizer builds it).
+    tokenizer: Any
+    eval_pairs: Optional[PairDataset]
 
     def __init__(self, cfg, run_dir: Optional[Path] = None):
         self.cfg, self.run_dir = cfg, Path(run_dir) if run_dir else None
@@ -67,21 +73,31 @@ class Seq2SeqTask(Task):
 
     def generation_references(self, count: int) -> list:
         """What the generations of the first `count` eval pairs are scored against: their target texts."""
-        return [self.eval_pairs[i][1] for i in range(count)]
+        eval_set = self.built_eval_pairs()
+        return [eval_set[i][1] for i in range(count)]
 
     def generation_metrics(self, generated: List[str], references: list) -> Dict[str, float]:
         """Metrics of greedy generations of the first `data.generate_limit` eval pairs (when `generates`)."""
         raise NotImplementedError
 
     # -- data -----------------------------------------------------------------------------------
+    def built_eval_pairs(self) -> PairDataset:
+        """The eval split's text pairs, which build_data keeps for generation."""
+        if self.eval_pairs is None:
+            raise RuntimeError("the eval pairs are read before build_data() loaded them")
+        return self.eval_pairs
+
     def build_data(self):
+        from pgfsparse.data.loader import eval_sample, eval_sample_note
+
         splits, to_pair = self.load_splits()
-        limit = self.cfg.data.eval_limit
-        eval_rows = splits.eval if limit is None else splits.eval.slice(0, limit)
+        limit, size = self.cfg.data.eval_limit, len(splits.eval)  # (a streamed split's eval rows: its first ones)
+        indices = eval_sample(size, limit)  # a fixed sample, the same for every run and seed
+        eval_rows = splits.eval if indices is None else splits.eval.select(indices)
         train, eval_set = PairDataset(splits.train, to_pair), PairDataset(eval_rows, to_pair)
         self.tokenizer = self.build_tokenizer(lambda: self.tokenizer_texts(train))
         self.eval_pairs = eval_set  # generation reads raw text pairs, not padded batches
-        return TextData(train, eval_set, splits.source)
+        return TextData(train, eval_set, splits.source + eval_sample_note(size, limit))
 
     def build_tokenizer(self, texts):
         """The run dir's saved tokenizer (a resume), else the configured one; saved to the run dir."""
@@ -103,7 +119,10 @@ class Seq2SeqTask(Task):
             kind = "pretrained" if pretrained else "bpe"
         limit = settings.train_texts
         tokenizer = build_tokenizer(
-            kind, texts=lambda: _first(texts(), limit), vocab_size=settings.vocab_size, pretrained=pretrained,
+            kind,
+            texts=lambda: _first(texts(), limit),
+            vocab_size=settings.vocab_size,
+            pretrained=pretrained,
             data_dir_guard=os.environ.get(DATA_DIR_ENV),
         )
         if self.run_dir:
@@ -119,16 +138,25 @@ class Seq2SeqTask(Task):
     def train_batches(self, data, *, start_micro_step: int, rank: int, world_size: int):
         from pgfsparse.data import make_train_loader
 
-        return iter(make_train_loader(
-            data.train, self.cfg.data.batch_size, seed=self.cfg.seed, start_step=start_micro_step,
-            num_workers=self.cfg.data.num_workers, rank=rank, world_size=world_size, collate_fn=self.collator(),
-        ))
+        return iter(
+            make_train_loader(
+                data.train,
+                self.cfg.data.batch_size,
+                seed=self.cfg.seed,
+                start_step=start_micro_step,
+                num_workers=self.cfg.data.num_workers,
+                rank=rank,
+                world_size=world_size,
+                collate_fn=self.collator(),
+            )
+        )
 
     def eval_batches(self, data):
         from pgfsparse.data import make_eval_loader
 
-        return make_eval_loader(data.eval, self.cfg.data.eval_batch_size, num_workers=self.cfg.data.num_workers,
-                                collate_fn=self.collator())
+        return make_eval_loader(
+            data.eval, self.cfg.data.eval_batch_size, num_workers=self.cfg.data.num_workers, collate_fn=self.collator()
+        )
 
     def example_lengths(self, data) -> Tuple[int, int]:
         """Mean source and target token counts (EOS in, padding out) over a sample of training pairs."""
@@ -141,9 +169,11 @@ class Seq2SeqTask(Task):
     def example_inputs(self, data, device):
         source, target = self.example_lengths(data)
         # Token values do not change FLOPs; only the shapes do.
-        kwargs = {"input_ids": torch.full((1, source), 3, dtype=torch.long, device=device),
-                  "attention_mask": torch.ones((1, source), dtype=torch.long, device=device),
-                  "labels": torch.full((1, target), 3, dtype=torch.long, device=device)}
+        kwargs = {
+            "input_ids": torch.full((1, source), 3, dtype=torch.long, device=device),
+            "attention_mask": torch.ones((1, source), dtype=torch.long, device=device),
+            "labels": torch.full((1, target), 3, dtype=torch.long, device=device),
+        }
         return (), kwargs
 
     # -- model, loss, metrics -------------------------------------------------------------------
@@ -173,18 +203,22 @@ class Seq2SeqTask(Task):
             labels = batch["labels"]
             real = labels != IGNORE_INDEX
             loss_sum += torch.nn.functional.cross_entropy(
-                logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX, reduction="sum").item()
+                logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX, reduction="sum"
+            ).item()
             correct += ((logits.argmax(dim=-1) == labels) & real).sum().item()
             tokens += real.sum().item()
-        metrics = {"token_acc": 100.0 * correct / max(tokens, 1), "loss": loss_sum / max(tokens, 1),
-                   "target_tokens": tokens}
+        metrics = {
+            "token_acc": 100.0 * correct / max(tokens, 1),
+            "loss": loss_sum / max(tokens, 1),
+            "target_tokens": tokens,
+        }
         metrics.update(self._generate_and_score(model, device, autocast))
         return metrics
 
     def _generate_and_score(self, model, device, autocast) -> Dict[str, float]:
         if not self.generates:
             return {}
-        eval_set = self.eval_pairs
+        eval_set = self.built_eval_pairs()
         limit = self.cfg.data.generate_limit
         count = len(eval_set) if limit is None else min(limit, len(eval_set))
         generated = self.generate([eval_set[i][0] for i in range(count)], model, device, autocast)
@@ -195,11 +229,21 @@ class Seq2SeqTask(Task):
         out: List[str] = []
         size = self.cfg.data.eval_batch_size
         for start in range(0, len(sources), size):
-            encoded = self.tokenizer(sources[start:start + size], max_length=self.cfg.data.max_source_length,
-                                     truncation=True, padding=True, return_tensors="pt").to(device)
+            encoded = self.tokenizer(
+                sources[start : start + size],
+                max_length=self.cfg.data.max_source_length,
+                truncation=True,
+                padding=True,
+                return_tensors="pt",
+            ).to(device)
             with autocast():
-                ids = model.generate(**encoded, max_new_tokens=self.cfg.data.max_target_length, do_sample=False,
-                                     num_beams=1, use_cache=True)
+                ids = model.generate(
+                    **encoded,
+                    max_new_tokens=self.cfg.data.max_target_length,
+                    do_sample=False,
+                    num_beams=1,
+                    use_cache=True,
+                )
             out += self.tokenizer.batch_decode(ids, skip_special_tokens=True)
         return [text.strip() for text in out]
 

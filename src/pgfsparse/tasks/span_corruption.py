@@ -7,11 +7,12 @@ Training masks are drawn afresh each time a chunk is read (torch's global RNG,
 restored on resume); the eval split is corrupted once with a fixed seed, so
 evaluating never changes training. Metrics: token accuracy and loss.
 """
+
 from __future__ import annotations
 
 import logging
 from functools import partial
-from typing import Optional
+from typing import Iterator, Optional, Union
 
 import torch
 
@@ -26,8 +27,10 @@ class SpanCorruption(Seq2SeqTask):
     eval_metric = "token_acc"
 
     def build_data(self):
-        from pgfsparse.data.text.rows import load_text_splits
+        from pgfsparse.data.loader import eval_sample, eval_sample_note
+        from pgfsparse.data.text.rows import StreamedRows, load_text_splits
         from pgfsparse.data.text.span_masking import (
+            SpanCorruptionDataset,
             lengths_after_corruption,
             raw_length_for,
         )
@@ -44,25 +47,25 @@ class SpanCorruption(Seq2SeqTask):
                 f"data.max_target_length={data.max_target_length}: raise it to {self.lengths[1]}"
             )
 
-        def train_texts():
-            if splits.streaming:
-                return (row[column] for row in splits.train.iterate())
-            return (splits.train[i][column] for i in range(len(splits.train)))
+        def train_texts() -> Iterator[str]:
+            rows = splits.train
+            if isinstance(rows, StreamedRows):  # exactly when splits.streaming
+                return (row[column] for row in rows.iterate())
+            return (rows[i][column] for i in range(len(rows)))
 
         self.tokenizer = self.build_tokenizer(train_texts)
-        eval_texts = [splits.eval[i][column] for i in range(len(splits.eval))]
-        if data.eval_limit is not None:
-            eval_texts = eval_texts[:data.eval_limit]
+        indices = eval_sample(len(splits.eval), data.eval_limit)  # a fixed sample, the same for every run and seed
+        eval_texts = [splits.eval[i][column] for i in (range(len(splits.eval)) if indices is None else indices)]
         eval_set = self._fixed_corruption(self._chunks(eval_texts))
+        train: Union[_StreamedChunks, SpanCorruptionDataset]
         if splits.streaming:
-            train = _StreamedChunks(splits.train, column, self.tokenizer, self.raw_length, self._sentinels(),
-                                    pad=self.collator())
+            train = _StreamedChunks(
+                splits.train, column, self.tokenizer, self.raw_length, self._sentinels(), pad=self.collator()
+            )
         else:
-            from pgfsparse.data.text.span_masking import SpanCorruptionDataset
-
             train = SpanCorruptionDataset(self._chunks(train_texts()), self._sentinels(), self.tokenizer.eos_token_id)
         log.info("span corruption: %d-token chunks -> inputs %d, targets %d tokens", self.raw_length, *self.lengths)
-        return TextData(train, eval_set, splits.source)
+        return TextData(train, eval_set, splits.source + eval_sample_note(len(splits.eval), data.eval_limit))
 
     def _sentinels(self):
         from pgfsparse.data.text.span_masking import noise_span_counts
@@ -81,8 +84,9 @@ class SpanCorruption(Seq2SeqTask):
 
         generator = torch.Generator().manual_seed(EVAL_MASK_SEED)
         sentinels, eos = self._sentinels(), self.tokenizer.eos_token_id
-        return [corrupt(chunk, random_spans_noise_mask(len(chunk), generator=generator), sentinels, eos)
-                for chunk in chunks]
+        return [
+            corrupt(chunk, random_spans_noise_mask(len(chunk), generator=generator), sentinels, eos) for chunk in chunks
+        ]
 
     def collator(self):
         from pgfsparse.data.text.span_masking import pad_seq2seq
@@ -136,8 +140,10 @@ class _StreamedChunks:
                     produced += 1
                     yield corrupt(chunk, random_spans_noise_mask(raw), sentinels, eos)
             if produced == 0:
-                raise DataConfigError(f"{self.rows.where} holds less than one {raw}-token chunk of text; "
-                                      "lower data.max_source_length or use more text")
+                raise DataConfigError(
+                    f"{self.rows.where} holds less than one {raw}-token chunk of text; "
+                    "lower data.max_source_length or use more text"
+                )
 
     def batches(self, batch_size: int, start_micro_step: int, rank: int, world_size: int):
         batch, index, skip = [], 0, start_micro_step * batch_size * world_size

@@ -5,6 +5,7 @@ Metrics: teacher-forced token accuracy over non-pad target tokens, EOS included
 defaults: 13a tokenization, exponential smoothing) of greedy generations of the
 first `data.generate_limit` eval pairs against their raw reference sentences.
 """
+
 from __future__ import annotations
 
 from typing import Dict, List
@@ -38,3 +39,8 @@ class Translation(Seq2SeqTask):
         import sacrebleu
 
         return {"bleu": sacrebleu.corpus_bleu(generated, [references]).score, "bleu_sentences": len(generated)}
+
+    def headline_extra(self, summary: Dict) -> str:
+        """' (BLEU as trained / strict)' when the run measured BLEU."""
+        bleu = summary["eval"].get("eval/bleu")
+        return f" (BLEU {bleu:.2f} / {summary['eval']['eval_strict/bleu']:.2f})" if bleu is not None else ""

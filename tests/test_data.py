@@ -25,6 +25,7 @@ from pgfsparse.data import (
     steps_per_epoch,
 )
 from pgfsparse.data.images.dataset import LazyImageDataset, TensorImageDataset
+from pgfsparse.data.loader import eval_sample
 from pgfsparse.errors import DataError
 
 SHARED_DATA = Path(__file__).parents[2] / "shared" / "data"
@@ -153,7 +154,8 @@ def test_imagenet_parquet_loads_via_pgf_data_dir(tmp_path, monkeypatch):
     before = listing(tmp_path)
     monkeypatch.setenv("PGF_DATA_DIR", str(tmp_path))
     data = build_image_data(DataConfig(name="imagenet", eval_limit=2))
-    assert data.source == str(tmp_path / "imagenet") and data.eval.labels.tolist() == VAL_LABELS[:2]
+    assert data.source == f"{tmp_path / 'imagenet'}; eval on a fixed seeded sample of 2 of 3 examples (data.eval_limit)"
+    assert data.eval.labels.tolist() == [VAL_LABELS[i] for i in eval_sample(3, 2)]
     assert listing(tmp_path) == before
 
 
@@ -198,7 +200,8 @@ def test_memory_mapped_parquet_writes_its_cache_outside_the_data(tmp_path, monke
     monkeypatch.setattr(readers, "LARGE_SPLIT_BYTES", 0)  # treat the tiny files as ImageNet-size
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "cache"))
     data = build_image_data(DataConfig(name="imagenet", path=str(root), eval_limit=2))
-    assert data.train.labels.tolist() == TRAIN_LABELS and data.eval.labels.tolist() == VAL_LABELS[:2]
+    sample = [VAL_LABELS[i] for i in eval_sample(3, 2)]  # data.eval_limit: a fixed sample (test_hardening.py)
+    assert data.train.labels.tolist() == TRAIN_LABELS and data.eval.labels.tolist() == sample
     assert data.class_names == IMAGENET_NAMES and listing(root) == before
     assert any((tmp_path / "cache").iterdir())  # the Arrow cache went to HF_DATASETS_CACHE
 

@@ -1,4 +1,4 @@
-"""Bad input refused up front, divergence, unsafe files, refused resumes, W&B outages (README "Failure modes").
+"""Bad input refused up front, divergence, unsafe files, refused resumes, W&B outages (docs/failure-modes.md).
 
 Runs go through the real entry point, `pgfsparse.cli.pgf_train.main()`, in process (a few as
 the installed `pgf-train`), on digits with a 1-block, 32-wide ViT. Kills, signals
@@ -96,6 +96,22 @@ FROM_THE_ISSUE = [
     ("schedule.name=linear", "schedule.name='linear'"),
     ("sparsity.layout=diagonal", "sparsity.layout='diagonal'"),
     ("model=t5 data=digits", "is a text model"),
+    # issue 22, item 5: what a new user found
+    ("threads=-2", "threads=-2 is out of range: it must be >= 1"),  # used before the Trainer's checks
+    ("optim.betas=[0.9]", "optim.betas=[0.9] needs two values, each in [0, 1)"),
+    ("hydra.run.dir=/proc/forbidden", "cannot create the run dir /proc/forbidden (No such file or directory): "
+                                      "choose a writable hydra.run.dir"),
+    ("sparsity=1:16 recipe.decay_end_fraction=2", "decay_end_fraction=2.0 is out of range: set decay_end_fraction "
+                                                   "in [0, 1]"),
+    ("model.kwargs.depth=0", "model.kwargs.depth=0 leaves vit_tiny_patch16_224 with no transformer blocks"),
+    ("model.kwargs.patch_size=5", "model.kwargs.patch_size=5 does not divide the image size 8 (the pixels past the "
+                                  "last whole patch would be dropped): set model.kwargs.patch_size=2 or 4, or "
+                                  "data.image_size to a multiple of 5"),
+    ("diagnostics_every=-1", "diagnostics_every=-1 is out of range: it must be >= 0 (0: off)"),
+    ("model.kwargs.embed_dim=16 sparsity=1:32", "or allow skipping (sparsity.allow_skip=true) to leave the layer "
+                                                "dense"),
+    ("sparsity=1:16 recipe=sdgf_custom recipe.ladder=1:16,8:16",
+     "Ambiguous value for argument 'recipe.ladder=1:16,8:16': quote it: 'recipe.ladder=\"1:16,8:16\"'"),
 ]
 BAD = SCHEMA_DERIVED + FROM_THE_ISSUE
 
@@ -245,30 +261,30 @@ def test_resuming_on_another_device_warns_in_one_line(tmp_path, monkeypatch, cap
     from hydra import compose, initialize_config_module
     from test_cli import QUIET, TINY_VIT, train
 
-    from pgfsparse.config.validation import to_train_config
+    from pgfsparse.config.validation import check, to_train_config
     from pgfsparse.run.resume import read_checkpoint
 
     overrides = [*QUIET, "data=digits", "budget.steps=2", *TINY_VIT]
     train(tmp_path, *overrides[len(QUIET):], "device=cpu")
     with initialize_config_module(config_module="pgfsparse.conf", version_base="1.3"):
         cfg = to_train_config(compose(config_name="train", overrides=[*overrides, "device=auto"]))
-    read_checkpoint(tmp_path, cfg)
+    read_checkpoint(tmp_path, cfg, check(cfg))
     assert "warning: resuming with device=auto, the run used device=cpu" in capsys.readouterr().err
 
 
 # -- late failures ----------------------------------------------------------------------------
 def test_a_failure_after_training_leaves_a_run_that_resumes_to_the_end(tmp_path, monkeypatch):
-    from pgfsparse.run import trainer
+    from pgfsparse.run import recorder
 
     run_dir = tmp_path / "run"
-    original = trainer.Trainer.summary
-    monkeypatch.setattr(trainer.Trainer, "summary", lambda *a: (_ for _ in ()).throw(OSError("disk full")))
+    original = recorder.Recorder.summary
+    monkeypatch.setattr(recorder.Recorder, "summary", lambda *a: (_ for _ in ()).throw(OSError("disk full")))
     with pytest.raises(OSError, match="disk full"):
         cli(tmp_path, *TINY, "budget.steps=4", "checkpoint_every=null", f"hydra.run.dir={run_dir}",
             monkeypatch=monkeypatch)
     assert torch.load(run_dir / "checkpoint.pt", weights_only=True)["step"] == 4  # written before the evaluation
     assert json.loads((run_dir / "status.json").read_text())["status"] == "failed"
-    monkeypatch.setattr(trainer.Trainer, "summary", original)
+    monkeypatch.setattr(recorder.Recorder, "summary", original)
     assert cli(tmp_path, f"resume={run_dir}", monkeypatch=monkeypatch) == 0
     events = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [e["step"] for e in events if e["event"] == "eval"] == [4]  # the final evaluation once
@@ -287,3 +303,152 @@ def test_wandb_online_without_a_server_falls_back_to_offline(tmp_path):
     assert "W&B online is unavailable" in done.stderr and "logging offline instead" in done.stderr
     assert list((tmp_path / "run" / "wandb").glob("offline-run-*"))
     assert took < 60, took
+
+
+# -- what a new user found (issue 22, item 5) ---------------------------------------------------
+def test_a_crash_before_the_run_starts_leaves_no_folder(tmp_path, monkeypatch):
+    from pgfsparse.run import trainer
+
+    def build_task(*args, **kwargs):
+        raise RuntimeError("boom while building the task")
+
+    monkeypatch.setattr(trainer, "build_task", build_task)
+    with pytest.raises(RuntimeError, match="boom while building the task"):
+        cli(tmp_path, *TINY, "budget.steps=2", monkeypatch=monkeypatch)
+    assert os.listdir(tmp_path) == [], "a run that never began leaves no outputs/<date>/<time>/ with an empty log"
+
+
+def test_every_fraction_knob_of_every_recipe_is_range_checked():
+    from dataclasses import fields as knobs
+
+    from pgfsparse.sparsity.recipes import make_recipe, registered
+
+    checked = set()
+    for recipe_class in registered().values():
+        for knob in (f.name for f in knobs(recipe_class) if f.name.endswith("_fraction")):
+            for bad in (-0.1, 1.5):
+                with pytest.raises(ValueError, match=rf"{knob}={bad} is out of range: set {knob} in \[0, 1\]"):
+                    make_recipe(recipe_class, **{knob: bad})
+            checked.add(knob)
+    assert {"dense_fraction", "finetune_fraction", "decay_end_fraction"} <= checked
+
+
+def test_diagnostics_every_0_is_off(tmp_path, monkeypatch):
+    run_dir = tmp_path / "run"
+    assert cli(tmp_path, *TINY, "sparsity=1:4", "budget.steps=4", "log_every=1", "diagnostics_every=0",
+               "checkpoint_every=null", f"hydra.run.dir={run_dir}", monkeypatch=monkeypatch) == 0
+    events = [json.loads(line)["event"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert "train" in events and "diagnostics" not in events
+
+
+def _class_ordered_tree(root: Path, per_class: int = 50) -> Path:
+    """train/ and val/ of two classes, 8x8 PNGs: every `a` image before every `b` one, as an ImageFolder lists them."""
+    from PIL import Image
+
+    for split in ("train", "val"):
+        for label, name in enumerate(["a", "b"]):
+            (root / split / name).mkdir(parents=True)
+            for i in range(per_class):
+                Image.new("RGB", (8, 8), (200 * label + i,) * 3).save(root / split / name / f"{i:03d}.png")
+    return root
+
+
+def test_eval_limit_is_a_fixed_sample_of_every_class_whatever_the_seed(tmp_path):
+    from pgfsparse.config.schema import AugmentConfig, DataConfig
+    from pgfsparse.data import build_image_data
+    from pgfsparse.data.loader import eval_sample
+    from pgfsparse.run.parts import seed_everything
+
+    root = _class_ordered_tree(tmp_path / "tree")
+    config = DataConfig(name="imagefolder", path=str(root), eval_limit=20, augment=AugmentConfig(hflip=0.0))
+    drawn = []
+    for seed in (0, 1):  # the run's seed seeds every RNG before the data is built
+        seed_everything(seed)
+        data = build_image_data(config)
+        drawn.append((data.eval.labels.tolist(), data.eval.pixels.clone()))
+    (labels, pixels), (labels_again, pixels_again) = drawn
+    assert len(labels) == 20 and set(labels) == {0, 1}, labels  # the first 20 would all be class `a`
+    assert labels == labels_again and torch.equal(pixels, pixels_again)
+    indices = eval_sample(100, 20)
+    assert indices == sorted(indices) and labels == [i // 50 for i in indices]  # in the split's own order
+    assert "fixed seeded sample of 20 of 100 examples (data.eval_limit)" in data.source
+    assert eval_sample(100, None) is None and eval_sample(100, 100) is None
+
+
+def test_eval_limit_samples_class_ordered_text_rows_too(tmp_path, monkeypatch):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    from pgfsparse.config.schema import TrainConfig
+    from pgfsparse.tasks.glue import Glue
+
+    folder = tmp_path / "glue" / "sst2"
+    folder.mkdir(parents=True)
+    for split in ("train", "validation"):
+        labels = [0] * 50 + [1] * 50
+        table = {"sentence": [f"text {i}" for i in range(100)], "label": labels, "idx": list(range(100))}
+        pq.write_table(pa.table(table), folder / f"{split}-00000-of-00001.parquet")
+    monkeypatch.setenv("PGF_DATA_DIR", str(tmp_path))
+    cfg = TrainConfig()
+    cfg.model.family, cfg.data.name, cfg.data.kind, cfg.data.glue_task, cfg.data.eval_limit = \
+        "t5", "glue", "glue", "sst2", 20
+    seen = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        task = Glue(cfg, None)
+        monkeypatch.setattr(task, "build_tokenizer", lambda texts: None)  # no tokenizer is needed to pick rows
+        data = task.build_data()
+        seen.append([int(task.eval_pairs.rows[i]["sentence"].split()[1]) for i in range(len(task.eval_pairs))])
+    assert seen[0] == seen[1] and len(seen[0]) == 20 and seen[0] == sorted(seen[0])
+    assert {i // 50 for i in seen[0]} == {0, 1} and "fixed seeded sample of 20 of 100" in data.source
+
+
+def test_a_truncated_checkpoint_is_refused_in_one_complete_line(tmp_path, monkeypatch, capsys):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    torch.save({"model": {"w": torch.zeros(4096)}, "step": 1}, run_dir / "checkpoint.pt")
+    whole = (run_dir / "checkpoint.pt").read_bytes()
+    (run_dir / "checkpoint.pt").write_bytes(whole[: len(whole) // 2])
+    before = snapshot(run_dir)
+    code = cli(tmp_path, *TINY, "budget.steps=2", f"hydra.run.dir={run_dir}", monkeypatch=monkeypatch)
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.count("\n") == 0, err
+    assert "checkpoint.pt cannot be read: it is damaged, truncated or not a torch file (" in err
+    assert err.endswith("): delete it to start afresh or restore a copy"), err
+    assert "If you are seeing this error" not in err  # torch's run-on text is cut at its first sentence
+    assert snapshot(run_dir) == before and os.listdir(tmp_path) == ["run"]
+
+
+@pytest.mark.parametrize("exit_codes, advice", [
+    ({"bad": 2}, "fix the input of the 1 point refused as bad input (exit code 2) and re-run the same command; "),
+    ({"bad": 2, "crash": 1}, "fix the input of the 1 point refused as bad input (exit code 2) and re-run the same "
+                             "command, which also retries the 1 other; "),
+    ({"crash": 1, "stop": 3}, "re-run the same command to retry them; "),
+])
+def test_the_end_of_a_sweep_says_which_failures_a_retry_can_fix(exit_codes, advice, tmp_path, capsys):
+    from omegaconf import OmegaConf
+
+    from pgfsparse.sweeps.callback import SweepCallback
+
+    sweep = tmp_path / "grid"
+    sweep.mkdir()
+    points = {name: {"status": "stopped" if code == 3 else "failed", "dir": name, "exit_code": code,
+                     "error": f"{name} went wrong", "updated": "2026-12-03T10:00:00"}
+              for name, code in exit_codes.items()}
+    (sweep / "sweep_status.json").write_text(json.dumps({"points": points}))
+    callback = SweepCallback()
+    callback.started = "2026-12-03T09:00:00"
+    with pytest.raises(SystemExit) as stopped:
+        callback.on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}}))
+    assert stopped.value.code == max(exit_codes.values())
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last == f"pgf-train: {advice}pgf-report {sweep} compares the rest", last
+
+
+def test_an_unwritable_sweep_dir_is_refused_in_one_line(tmp_path, monkeypatch, capsys):
+    code = cli(tmp_path, "-m", *TINY, "budget.steps=1", "seed=0,1", "hydra.sweep.dir=/proc/forbidden",
+               monkeypatch=monkeypatch)
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err == ("pgf-train: error: cannot create the sweep dir /proc/forbidden (No such file or "
+                                 "directory): choose a writable hydra.sweep.dir"), err
+    assert os.listdir(tmp_path) == []

@@ -13,10 +13,11 @@ run replays the uninterrupted one exactly. (The DataLoaders get a private
 generator, so creating them never consumes the global RNG.) With workers, each
 worker seeds its own RNG, which is reproducible per run but not across a resume.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Iterator, List
+from typing import Iterator, List, Optional
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -42,8 +43,17 @@ def steps_per_epoch(dataset_len: int, batch_size: int, world_size: int = 1, accu
 class EpochShardedBatches:
     """An endless batch sampler: this rank's index lists, epoch after epoch, from `start_batch` on."""
 
-    def __init__(self, dataset_len: int, batch_size: int, *, seed: int, start_batch: int = 0,
-                 rank: int = 0, world_size: int = 1, drop_last: bool = True):
+    def __init__(
+        self,
+        dataset_len: int,
+        batch_size: int,
+        *,
+        seed: int,
+        start_batch: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        drop_last: bool = True,
+    ):
         if not 0 <= rank < world_size:
             raise DataConfigError(f"rank={rank} is outside world_size={world_size}; pass 0 <= rank < world_size")
         self.per_epoch = batches_per_epoch(dataset_len, batch_size, world_size, drop_last)
@@ -67,26 +77,70 @@ class EpochShardedBatches:
 
     def _rank_slice(self, order: torch.Tensor, batch: int) -> List[int]:
         global_batch = self.batch_size * self.world_size
-        chunk = order[batch * global_batch:(batch + 1) * global_batch]
+        chunk = order[batch * global_batch : (batch + 1) * global_batch]
         per_rank = math.ceil(len(chunk) / self.world_size)
         if per_rank * self.world_size > len(chunk):
             # Last, short batch (drop_last=False): every rank needs the same count or DDP stalls,
             # so wrap around to the epoch's first indices as DistributedSampler does.
             chunk = torch.cat([chunk, order[: per_rank * self.world_size - len(chunk)]])
-        return chunk[self.rank * per_rank:(self.rank + 1) * per_rank].tolist()
+        return chunk[self.rank * per_rank : (self.rank + 1) * per_rank].tolist()
 
 
-def make_train_loader(dataset: Dataset, batch_size: int, *, seed: int, start_step: int = 0, num_workers: int = 0,
-                      rank: int = 0, world_size: int = 1, drop_last: bool = True, accumulate: int = 1,
-                      collate_fn=None) -> DataLoader:
+def make_train_loader(
+    dataset: Dataset,
+    batch_size: int,
+    *,
+    seed: int,
+    start_step: int = 0,
+    num_workers: int = 0,
+    rank: int = 0,
+    world_size: int = 1,
+    drop_last: bool = True,
+    accumulate: int = 1,
+    collate_fn=None,
+) -> DataLoader:
     """Endless training batches from optimizer step `start_step` (each step = `accumulate` batches).
 
     Iterate it once and keep the iterator: a fresh `iter()` starts again at `start_step`.
     """
-    sampler = EpochShardedBatches(len(dataset), batch_size, seed=seed, start_batch=start_step * accumulate,
-                                  rank=rank, world_size=world_size, drop_last=drop_last)
-    return DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers, persistent_workers=num_workers > 0,
-                      generator=torch.Generator().manual_seed(seed + start_step), collate_fn=collate_fn)
+    size = len(dataset)  # type: ignore[arg-type]  # a map-style dataset: sized
+    sampler = EpochShardedBatches(
+        size,
+        batch_size,
+        seed=seed,
+        start_batch=start_step * accumulate,
+        rank=rank,
+        world_size=world_size,
+        drop_last=drop_last,
+    )
+    return DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+        generator=torch.Generator().manual_seed(seed + start_step),
+        collate_fn=collate_fn,
+    )
+
+
+def eval_sample(size: int, limit: Optional[int]) -> Optional[List[int]]:
+    """`data.eval_limit`: the sorted indices of a fixed random `limit` of a `size`-example eval split (None: all).
+
+    A prefix would be one class of a class-ordered split (an image folder's test/ starts with every
+    `airplane`). The draw is seeded by the split's size, never by the run's seed, so every run and seed
+    evaluates the same examples, in the split's own order.
+    """
+    if limit is None or limit >= size:
+        return None
+    order = torch.randperm(size, generator=torch.Generator().manual_seed(size))
+    return sorted(order[:limit].tolist())
+
+
+def eval_sample_note(size: int, limit: Optional[int]) -> str:
+    """What a run's data source adds when it evaluates on `eval_sample(size, limit)` (summary.json's data_source)."""
+    if limit is None or limit >= size:
+        return ""
+    return f"; eval on a fixed seeded sample of {limit} of {size} examples (data.eval_limit)"
 
 
 def make_eval_loader(dataset: Dataset, batch_size: int, num_workers: int = 0, collate_fn=None) -> DataLoader:
@@ -94,5 +148,12 @@ def make_eval_loader(dataset: Dataset, batch_size: int, num_workers: int = 0, co
 
     It never draws from the global RNG, so evaluating mid-run leaves training unchanged.
     """
-    return DataLoader(dataset, batch_size=batch_size, shuffle=False, drop_last=False, num_workers=num_workers,
-                      generator=torch.Generator(), collate_fn=collate_fn)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        drop_last=False,
+        num_workers=num_workers,
+        generator=torch.Generator(),
+        collate_fn=collate_fn,
+    )

@@ -5,6 +5,7 @@ error); `$PGF_DATA_DIR/<folder>` is used when something is there; the hub comes
 last. Only names are checked here, so a missing dataset fails in one line,
 saying where it looked and what to set, before anything is read.
 """
+
 from __future__ import annotations
 
 import os
@@ -26,8 +27,9 @@ class Place:
     hub_id: Optional[str] = None
 
 
-def find_data(name: str, path: Optional[str], hub_id: Optional[str], *, layouts: str,
-              folder: Optional[str] = None) -> Place:
+def find_data(
+    name: str, path: Optional[str], hub_id: Optional[str], *, layouts: str, folder: Optional[str] = None
+) -> Place:
     """The place of dataset `name`; `folder` is its sub-folder under $PGF_DATA_DIR (default `name`).
 
     `layouts` says, for the fix hint, which files a local copy holds.

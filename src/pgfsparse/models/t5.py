@@ -1,4 +1,5 @@
 """Hugging Face T5 (v1.0 or gated v1.1 FF) from a config or from pretrained weights."""
+
 from __future__ import annotations
 
 from torch import nn
@@ -31,8 +32,13 @@ def build_t5(cfg: ModelConfig, tokenizer) -> nn.Module:
     if source is None:
         try:
             config = T5Config(
-                **{**cfg.kwargs, "vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id,
-                   "eos_token_id": tokenizer.eos_token_id, "decoder_start_token_id": tokenizer.pad_token_id},
+                **{
+                    **cfg.kwargs,
+                    "vocab_size": len(tokenizer),
+                    "pad_token_id": tokenizer.pad_token_id,
+                    "eos_token_id": tokenizer.eos_token_id,
+                    "decoder_start_token_id": tokenizer.pad_token_id,
+                },
             )
             model = T5ForConditionalGeneration(config)
         except (TypeError, ValueError) as error:

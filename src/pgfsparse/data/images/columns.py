@@ -4,6 +4,7 @@
 `huggingface` entry of a Parquet file's schema metadata), e.g.
 `{"img": {"_type": "Image"}, "label": {"_type": "ClassLabel", "names": [...]}}`.
 """
+
 from __future__ import annotations
 
 import json

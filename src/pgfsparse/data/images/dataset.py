@@ -5,12 +5,13 @@ Each Dataset yields `(float32 (C, H, W) normalized, int label)`. Small images
 into one uint8 tensor and augmented with tensor ops; larger ones (ImageNet) are
 decoded per item with PIL and transformed by timm (see transforms.py).
 """
+
 from __future__ import annotations
 
 import logging
 import time
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence, cast
 
 import torch
 from torch.utils.data import Dataset
@@ -18,6 +19,7 @@ from torch.utils.data import Dataset
 from pgfsparse.data.images.decode import decode_all, decode_pil, probe
 from pgfsparse.data.images.readers import (
     EncodedSplit,
+    LazyHFImages,
     image_folder_classes,
     load_digits_pixels,
     read_hub_split,
@@ -31,6 +33,7 @@ from pgfsparse.data.images.transforms import (
     native_or,
     normalization,
 )
+from pgfsparse.data.loader import eval_sample, eval_sample_note
 from pgfsparse.data.lookup import load_hub
 from pgfsparse.errors import DataConfigError
 
@@ -87,31 +90,32 @@ def build_image_data(cfg, *, train: bool = True) -> ImageData:
         return _build_digits(cfg, train)
     read_split, splits = _split_reader(source, cfg)
     train_split, eval_split = _choose_splits(cfg, splits, source.where)
-    eval_encoded = _first(read_split(eval_split), cfg.eval_limit)
+    eval_full = read_split(eval_split)
+    eval_encoded = _sample(eval_full, cfg.eval_limit)
     train_encoded = read_split(train_split) if train else None
     reference = train_encoded if train_encoded is not None else eval_encoded  # decides channels and size for both
     channels, native = probe(reference.images)
     mean, std = normalization(cfg.name, channels)
-    in_memory = _fits_in_memory(native, channels, len(reference.labels))
-    size = native_or(cfg.image_size, native, min(native) if in_memory else LAZY_DEFAULT_SIZE)
+    shared = native if _fits_in_memory(native, channels, len(reference.labels)) else None  # None: decode lazily
+    size = native_or(cfg.image_size, native, min(shared) if shared else LAZY_DEFAULT_SIZE)
 
     def to_dataset(encoded: EncodedSplit, is_train: bool) -> Dataset:
-        if in_memory:
-            transform = TensorTransform(native, size, is_train, cfg.augment, mean, std)
-            return TensorImageDataset(_decode_timed(encoded.images, channels, native), encoded.labels, transform)
-        transform = PILTransform(channels, size, is_train, cfg.augment, mean, std)
-        return LazyImageDataset(encoded.images, encoded.labels, channels, transform)
+        if shared:
+            tensor_transform = TensorTransform(shared, size, is_train, cfg.augment, mean, std)
+            return TensorImageDataset(_decode_timed(encoded.images, channels, shared), encoded.labels, tensor_transform)
+        pil_transform = PILTransform(channels, size, is_train, cfg.augment, mean, std)
+        return LazyImageDataset(encoded.images, encoded.labels, channels, pil_transform)
 
     names = reference.class_names
     labels = [s.labels for s in (train_encoded, eval_encoded) if s is not None and len(s.labels)]
     return ImageData(
         train=to_dataset(train_encoded, True) if train_encoded is not None else None,
         eval=to_dataset(eval_encoded, False),
-        num_classes=len(names) if names else max(int(l.max()) for l in labels) + 1,
+        num_classes=len(names) if names else max(int(split_labels.max()) for split_labels in labels) + 1,
         image_size=size,
         channels=channels,
         class_names=names,
-        source=source.where,
+        source=source.where + eval_sample_note(len(eval_full.labels), cfg.eval_limit),
     )
 
 
@@ -132,6 +136,7 @@ def _decode_timed(images: Sequence, channels: int, native) -> torch.Tensor:
 def _split_reader(source: Source, cfg):
     """(split name -> EncodedSplit, available split names) for a located source."""
     if source.kind == "parquet":
+
         def read(split):
             return read_parquet_split(source.splits[split], cfg.image_column, cfg.label_column)
 
@@ -139,6 +144,7 @@ def _split_reader(source: Source, cfg):
     if source.kind == "imagefolder":
         classes = image_folder_classes(source.splits["train"][0])
         return (lambda split: read_image_folder_split(source.splits[split][0], classes)), list(source.splits)
+    assert source.place is not None  # only digits has no place, and it never gets here
     hub = load_hub(source.place)
     return (lambda split: read_hub_split(hub, split, cfg.image_column, cfg.label_column)), list(hub.keys())
 
@@ -147,7 +153,9 @@ def _choose_splits(cfg, splits: List[str], where: str):
     listing = ", ".join(splits)
     for option, split in (("train_split", cfg.train_split), ("eval_split", cfg.eval_split)):
         if split is not None and split not in splits:
-            raise DataConfigError(f"no split {split!r} in {where} (splits: {listing}); set data.{option} to one of them")
+            raise DataConfigError(
+                f"no split {split!r} in {where} (splits: {listing}); set data.{option} to one of them"
+            )
     if cfg.eval_split is not None:
         return cfg.train_split, cfg.eval_split
     for name in EVAL_SPLIT_PREFERENCE:
@@ -157,11 +165,15 @@ def _choose_splits(cfg, splits: List[str], where: str):
     raise DataConfigError(f"no eval split ({preferred}) in {where} (splits: {listing}); set data.eval_split")
 
 
-def _first(encoded: EncodedSplit, limit: Optional[int]) -> EncodedSplit:
-    """The first `limit` examples (deterministic eval subset), before anything is decoded."""
-    if limit is None or limit >= len(encoded.labels):
+def _sample(encoded: EncodedSplit, limit: Optional[int]) -> EncodedSplit:
+    """`data.eval_limit` examples, a fixed sample of every class (loader.eval_sample), before anything is decoded."""
+    indices = eval_sample(len(encoded.labels), limit)
+    if indices is None:
         return encoded
-    return EncodedSplit(encoded.images[:limit], encoded.labels[:limit], encoded.class_names)
+    lazy = encoded.images
+    # LazyHFImages works as a Sequence (len and [i]), as readers.py says when it makes one
+    images = cast(Sequence, lazy.select(indices)) if isinstance(lazy, LazyHFImages) else [lazy[i] for i in indices]
+    return EncodedSplit(images, encoded.labels[indices], encoded.class_names)
 
 
 def _build_digits(cfg, train: bool) -> ImageData:
@@ -172,8 +184,9 @@ def _build_digits(cfg, train: bool) -> ImageData:
     size = native_or(cfg.image_size, native, native[0])
     mean, std = normalization("digits", 1)
     eval_pixels, eval_labels = pixels[n_train:], labels[n_train:]
-    if cfg.eval_limit is not None:
-        eval_pixels, eval_labels = eval_pixels[: cfg.eval_limit], eval_labels[: cfg.eval_limit]
+    indices = eval_sample(len(eval_labels), cfg.eval_limit)
+    if indices is not None:
+        eval_pixels, eval_labels = eval_pixels[indices], eval_labels[indices]
     train_transform = TensorTransform(native, size, True, cfg.augment, mean, std)
     train_set = TensorImageDataset(pixels[:n_train], labels[:n_train], train_transform)
     return ImageData(
@@ -183,5 +196,5 @@ def _build_digits(cfg, train: bool) -> ImageData:
         image_size=size,
         channels=1,
         class_names=[str(d) for d in range(10)],
-        source="scikit-learn load_digits (bundled)",
+        source="scikit-learn load_digits (bundled)" + eval_sample_note(len(labels) - n_train, cfg.eval_limit),
     )

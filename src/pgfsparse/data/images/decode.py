@@ -4,6 +4,7 @@ Small images are decoded all at once into one uint8 tensor with
 torchvision.io (libjpeg-turbo / libpng; ~35 us per 32x32 JPEG, PIL ~65 us);
 large ones are decoded per item with PIL for timm's transforms.
 """
+
 from __future__ import annotations
 
 import io

@@ -6,12 +6,13 @@ folders. Parquet is read with pyarrow straight into memory (no cache files are
 written, and nothing next to the data); only Parquet or hub splits above
 `LARGE_SPLIT_BYTES` stay memory-mapped through `datasets` and are fetched per item.
 """
+
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, cast
 
 import numpy as np
 import torch
@@ -35,6 +36,7 @@ class EncodedSplit:
 
 
 # --- Parquet ---------------------------------------------------------------------------------
+
 
 def read_parquet_split(files: Sequence[Path], image_column: Optional[str], label_column: Optional[str]) -> EncodedSplit:
     import pyarrow as pa
@@ -91,6 +93,7 @@ def _labels(column) -> torch.Tensor:
 
 # --- Hugging Face hub ------------------------------------------------------------------------
 
+
 def read_hub_split(dataset_dict, split: str, image_column: Optional[str], label_column: Optional[str]) -> EncodedSplit:
     dataset = dataset_dict[split]
     features = dataset.features.to_dict()
@@ -104,7 +107,8 @@ def _from_hf_dataset(dataset, image_col: str, label_col: str, names) -> EncodedS
     labels = _labels(dataset.data.column(label_col))
     if dataset.data.nbytes <= LARGE_SPLIT_BYTES:
         return EncodedSplit(_encoded_images(dataset.data.column(image_col), image_col, "the dataset"), labels, names)
-    return EncodedSplit(LazyHFImages(dataset, image_col), labels, names)
+    images = cast(Sequence, LazyHFImages(dataset, image_col))  # a sequence by duck typing: len() and [i]
+    return EncodedSplit(images, labels, names)
 
 
 class LazyHFImages:
@@ -121,11 +125,15 @@ class LazyHFImages:
     def __len__(self) -> int:
         return len(self.dataset)
 
+    def select(self, rows) -> "LazyHFImages":
+        """A part (data.eval_limit's sample: a list of indices), still lazy."""
+        part = object.__new__(LazyHFImages)
+        part.dataset, part.column = self.dataset.select(rows), self.column
+        return part
+
     def __getitem__(self, index):
-        if isinstance(index, slice):  # a prefix for data.eval_limit, still lazy
-            part = object.__new__(LazyHFImages)
-            part.dataset, part.column = self.dataset.select(range(len(self))[index]), self.column
-            return part
+        if isinstance(index, slice):
+            return self.select(range(len(self))[index])
         value = self.dataset[int(index)][self.column]
         if isinstance(value, dict):
             return value["bytes"] if value.get("bytes") is not None else value["path"]
@@ -133,6 +141,7 @@ class LazyHFImages:
 
 
 # --- image folders ---------------------------------------------------------------------------
+
 
 def image_folder_classes(train_folder: Path) -> List[str]:
     return sorted(child.name for child in train_folder.iterdir() if child.is_dir())
@@ -159,6 +168,7 @@ def read_image_folder_split(folder: Path, classes: List[str]) -> EncodedSplit:
 
 
 # --- scikit-learn digits ---------------------------------------------------------------------
+
 
 def load_digits_pixels():
     """scikit-learn's bundled 8x8 digits (no download): uint8 (N, 1, 8, 8) scaled from 0..16 to 0..255, labels."""

@@ -4,6 +4,7 @@ The search is lookup.py's (as for text); here a local folder is told apart as
 Parquet splits or an image-folder tree. Only file names are inspected, so a
 missing dataset fails in one line before anything is read or decoded.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -36,17 +37,19 @@ def resolve_hub_id(name: str, hub_id: Optional[str]) -> Optional[str]:
 
 def locate(name: str, path: Optional[str], hub_id: Optional[str]) -> Source:
     if name not in KNOWN_NAMES:
-        raise DataConfigError(f"data.name={name!r} is not one of {', '.join(KNOWN_NAMES)}; set data.name to one of them")
+        raise DataConfigError(
+            f"data.name={name!r} is not one of {', '.join(KNOWN_NAMES)}; set data.name to one of them"
+        )
     if name == "digits":
         return Source("digits", "scikit-learn load_digits (bundled)")
     place = find_data(name, path, resolve_hub_id(name, hub_id), layouts=LAYOUTS)
     if place.local is None:
         return Source("hub", place.label, place=place)
-    return _local_source(place)
+    return _local_source(place.local, place)
 
 
-def _local_source(place: Place) -> Source:
-    folder, label = place.local, place.label
+def _local_source(folder: Path, place: Place) -> Source:
+    label = place.label
     if not folder.is_dir():
         raise DataNotFoundError(f"{label} is not a folder; {place.fix}")
     parquet = find_parquet_splits(folder)
@@ -92,7 +95,7 @@ def _shallow_parquet_files(root: Path):
 
 def find_image_folder_splits(root: Path) -> Dict[str, Tuple[Path, ...]]:
     """train/ plus any of validation/, val/, test/, each holding one sub-folder per class."""
-    splits = {}
+    splits: Dict[str, Tuple[Path, ...]] = {}
     for split in SPLIT_FOLDER_NAMES:
         folder = root / split
         if folder.is_dir() and any(child.is_dir() for child in folder.iterdir()):

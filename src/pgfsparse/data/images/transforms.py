@@ -18,11 +18,12 @@ Randomness comes only from torch's global RNG (timm's python/numpy draws are
 seeded from it per example), so restoring torch's RNG state replays the
 augmentation exactly when the loader runs in the main process.
 """
+
 from __future__ import annotations
 
 import random
 from contextlib import contextmanager
-from typing import Optional, Sequence, Tuple
+from typing import Callable, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -132,16 +133,16 @@ class TensorTransform:
         if self.geometry is not None:
             pixels = self.geometry(pixels)
         if self.auto_augment is not None:
-            pixels = self._apply_auto_augment(pixels)
+            pixels = self._apply_auto_augment(self.auto_augment, pixels)
         return (pixels.float().div_(255.0) - self.mean) / self.std
 
-    def _apply_auto_augment(self, pixels: torch.Tensor) -> torch.Tensor:
+    def _apply_auto_augment(self, auto_augment: Callable, pixels: torch.Tensor) -> torch.Tensor:
         from PIL import Image
 
         array = pixels.permute(1, 2, 0).numpy()
         image = Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
         with host_rng_from_torch():
-            image = self.auto_augment(image)
+            image = auto_augment(image)
         out = torch.from_numpy(np.asarray(image).copy())
         return out.unsqueeze(0) if out.ndim == 2 else out.permute(2, 0, 1)
 
@@ -154,11 +155,20 @@ class PILTransform:
 
         full_image = None if augment.random_crop else (1.0, 1.0)
         self.train = train
-        self.transform = allow_zero_bit_posterize(create_transform(
-            input_size=(channels, size, size), is_training=train, scale=full_image, ratio=full_image,
-            hflip=augment.hflip, auto_augment=augment.auto_augment, color_jitter=None,
-            interpolation="bilinear", mean=tuple(mean), std=tuple(std),
-        ))
+        self.transform = allow_zero_bit_posterize(
+            create_transform(
+                input_size=(channels, size, size),
+                is_training=train,
+                scale=full_image,
+                ratio=full_image,
+                hflip=augment.hflip,
+                auto_augment=augment.auto_augment,
+                color_jitter=None,  # type: ignore[arg-type]  # timm takes None (no jitter) but does not annotate it
+                interpolation="bilinear",
+                mean=tuple(mean),
+                std=tuple(std),
+            )
+        )
 
     def __call__(self, image) -> torch.Tensor:
         if not self.train:

@@ -11,6 +11,7 @@ the task's label words parses to -1 and is scored as a label different from the
 reference (so it lowers accuracy, F1 and MCC alike); an stsb output that is not
 a number parses to 0.0. `glue_metrics` reports their share as "invalid".
 """
+
 from __future__ import annotations
 
 import math
@@ -35,18 +36,26 @@ def _task(name, columns, words, metrics, eval_split="validation"):
     return GlueTask(name, tuple((c, c) for c in columns), tuple(words), eval_split, tuple(metrics), not words)
 
 
-GLUE_TASKS: Dict[str, GlueTask] = {t.name: t for t in (
-    _task("cola", ["sentence"], ["unacceptable", "acceptable"], ["mcc"]),
-    _task("sst2", ["sentence"], ["negative", "positive"], ["accuracy"]),
-    _task("mrpc", ["sentence1", "sentence2"], ["not_equivalent", "equivalent"], ["f1", "accuracy"]),
-    _task("qqp", ["question1", "question2"], ["not_duplicate", "duplicate"], ["f1", "accuracy"]),
-    _task("stsb", ["sentence1", "sentence2"], [], ["pearson", "spearman"]),
-    _task("mnli", ["hypothesis", "premise"], ["entailment", "neutral", "contradiction"], ["accuracy"],
-          eval_split="validation_matched"),
-    _task("qnli", ["question", "sentence"], ["entailment", "not_entailment"], ["accuracy"]),
-    _task("rte", ["sentence1", "sentence2"], ["entailment", "not_entailment"], ["accuracy"]),
-    _task("wnli", ["sentence1", "sentence2"], ["not_entailment", "entailment"], ["accuracy"]),
-)}
+GLUE_TASKS: Dict[str, GlueTask] = {
+    t.name: t
+    for t in (
+        _task("cola", ["sentence"], ["unacceptable", "acceptable"], ["mcc"]),
+        _task("sst2", ["sentence"], ["negative", "positive"], ["accuracy"]),
+        _task("mrpc", ["sentence1", "sentence2"], ["not_equivalent", "equivalent"], ["f1", "accuracy"]),
+        _task("qqp", ["question1", "question2"], ["not_duplicate", "duplicate"], ["f1", "accuracy"]),
+        _task("stsb", ["sentence1", "sentence2"], [], ["pearson", "spearman"]),
+        _task(
+            "mnli",
+            ["hypothesis", "premise"],
+            ["entailment", "neutral", "contradiction"],
+            ["accuracy"],
+            eval_split="validation_matched",
+        ),
+        _task("qnli", ["question", "sentence"], ["entailment", "not_entailment"], ["accuracy"]),
+        _task("rte", ["sentence1", "sentence2"], ["entailment", "not_entailment"], ["accuracy"]),
+        _task("wnli", ["sentence1", "sentence2"], ["not_entailment", "entailment"], ["accuracy"]),
+    )
+}
 
 
 def get_task(name: str) -> GlueTask:

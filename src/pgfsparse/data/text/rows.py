@@ -8,11 +8,12 @@ Local files are read with pyarrow into memory; hub splits stay memory-mapped and
 are read row by row. With no eval split, the last 5% of the training rows (at
 least one) are held out, so a single file works.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from pgfsparse.data.images.sources import find_parquet_splits
 from pgfsparse.data.lookup import Place, find_data, load_hub
@@ -40,17 +41,21 @@ class Rows:
     def slice(self, start: int, stop: Optional[int] = None) -> "Rows":
         return Rows({name: values[start:stop] for name, values in self.columns.items()})
 
+    def select(self, indices: List[int]) -> "Rows":
+        return Rows({name: [values[i] for i in indices] for name, values in self.columns.items()})
+
 
 @dataclass
 class TextSplits:
-    train: object  # Rows | HubRows, or an iterable of dicts when streaming
-    eval: object  # Rows | HubRows (a bounded list of rows when streaming)
+    train: Union[Rows, HubRows, StreamedRows]  # StreamedRows exactly when streaming
+    eval: Union[Rows, HubRows, List[dict]]  # a bounded list of rows when streaming
     source: str  # where the data came from, for the run summary
     streaming: bool = False
 
 
-def load_text_splits(cfg, columns: Sequence[str], *, folder_name: Optional[str] = None,
-                     eval_split: Optional[str] = None) -> TextSplits:
+def load_text_splits(
+    cfg, columns: Sequence[str], *, folder_name: Optional[str] = None, eval_split: Optional[str] = None
+) -> TextSplits:
     """Train and eval rows holding `columns` (a missing column is a one-line error naming those present).
 
     `folder_name` is the sub-folder under $PGF_DATA_DIR (default data.name);
@@ -59,13 +64,15 @@ def load_text_splits(cfg, columns: Sequence[str], *, folder_name: Optional[str] 
     place = find_data(cfg.name, cfg.path, cfg.hub_id, layouts=LAYOUTS, folder=folder_name)
     if place.local is None:
         return _hub(cfg, columns, eval_split, place)
-    return _local(place, columns, eval_split)
+    return _local(place.local, place, columns, eval_split)
 
 
 # --- local files -------------------------------------------------------------------------------
 
-def _local(place: Place, columns, eval_split) -> TextSplits:
-    path, label, fix = place.local, place.label, place.fix
+
+def _local(path: Path, place: Place, columns, eval_split) -> TextSplits:
+    label, fix = place.label, place.fix
+    splits: Dict[str, Tuple[Path, ...]]
     if path.is_file():
         splits = {"train": (path,)}
     elif path.is_dir():
@@ -85,7 +92,7 @@ def _local(place: Place, columns, eval_split) -> TextSplits:
     return TextSplits(train, _read_split(splits[eval_name], columns), f"{path} ({eval_name} for eval)")
 
 
-def _text_file_splits(folder: Path) -> Dict[str, tuple]:
+def _text_file_splits(folder: Path) -> Dict[str, Tuple[Path, ...]]:
     return {f.stem: (f,) for f in sorted(folder.iterdir()) if f.suffix in TEXT_SUFFIXES}
 
 
@@ -126,18 +133,23 @@ def _hold_out(train):
 
 # --- the hub -----------------------------------------------------------------------------------
 
+
 def _hub(cfg, columns, eval_split, place: Place) -> TextSplits:
     loaded = load_hub(place, cfg.hub_config, streaming=cfg.streaming)
     names = list(loaded)
     eval_name = eval_split or next((s for s in EVAL_SPLITS if s in names), None)
     if "train" not in names or eval_name is None:
-        raise DataConfigError(f"hub dataset {cfg.hub_id!r} has splits {', '.join(names)}; it needs train and "
-                              f"{eval_split or 'validation'} (set data.path to a local copy that has them)")
+        raise DataConfigError(
+            f"hub dataset {cfg.hub_id!r} has splits {', '.join(names)}; it needs train and "
+            f"{eval_split or 'validation'} (set data.path to a local copy that has them)"
+        )
     where = f"hub {cfg.hub_id}" + (f" ({cfg.hub_config})" if cfg.hub_config else "")
     if cfg.streaming:
         limit = cfg.eval_limit or 1000
         eval_rows = [_hub_row(row, columns, where) for row in loaded[eval_name].take(limit)]
-        return TextSplits(StreamedRows(loaded["train"], columns, where), eval_rows, f"{where}, streamed", streaming=True)
+        return TextSplits(
+            StreamedRows(loaded["train"], columns, where), eval_rows, f"{where}, streamed", streaming=True
+        )
     for name in ("train", eval_name):
         present = loaded[name].column_names
         missing = [c for c in columns if c not in present and "translation" not in present]
@@ -169,6 +181,9 @@ class HubRows:
 
     def slice(self, start: int, stop: Optional[int] = None) -> "HubRows":
         return HubRows(self.dataset.select(range(len(self))[start:stop]), self.columns)
+
+    def select(self, indices: List[int]) -> "HubRows":
+        return HubRows(self.dataset.select(indices), self.columns)
 
 
 class StreamedRows:

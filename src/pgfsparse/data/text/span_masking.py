@@ -14,9 +14,10 @@ model's input length exactly (`raw_length_for`), as T5 does for C4. Masks are
 drawn from torch's global RNG unless a generator is given: the trainer
 restores that RNG on resume, so a resumed run replays the same masks.
 """
+
 from __future__ import annotations
 
-from typing import Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 from torch.utils.data import Dataset
@@ -28,8 +29,9 @@ MEAN_SPAN_LENGTH = 3.0  # mean length of a masked span (T5 default)
 IGNORE_INDEX = -100  # label value Hugging Face losses skip
 
 
-def noise_span_counts(length: int, noise_density: float = NOISE_DENSITY,
-                      mean_span_length: float = MEAN_SPAN_LENGTH) -> Tuple[int, int]:
+def noise_span_counts(
+    length: int, noise_density: float = NOISE_DENSITY, mean_span_length: float = MEAN_SPAN_LENGTH
+) -> Tuple[int, int]:
     """(noise tokens, noise spans) for a sequence of `length` tokens."""
     if length < 2:
         raise DataConfigError(f"span corruption needs sequences of >= 2 tokens, got {length}")
@@ -43,14 +45,17 @@ def noise_span_counts(length: int, noise_density: float = NOISE_DENSITY,
 def _random_segmentation(num_items: int, num_segments: int, generator: Optional[torch.Generator]) -> torch.Tensor:
     """Lengths of `num_segments` non-empty segments summing to `num_items`, uniformly at random."""
     # Choose num_segments - 1 distinct cuts among the num_items - 1 gaps between items.
-    cuts = torch.randperm(num_items - 1, generator=generator)[:num_segments - 1].sort().values + 1
+    cuts = torch.randperm(num_items - 1, generator=generator)[: num_segments - 1].sort().values + 1
     bounds = torch.cat([torch.tensor([0]), cuts, torch.tensor([num_items])])
     return bounds.diff()
 
 
-def random_spans_noise_mask(length: int, noise_density: float = NOISE_DENSITY,
-                            mean_span_length: float = MEAN_SPAN_LENGTH,
-                            generator: Optional[torch.Generator] = None) -> torch.Tensor:
+def random_spans_noise_mask(
+    length: int,
+    noise_density: float = NOISE_DENSITY,
+    mean_span_length: float = MEAN_SPAN_LENGTH,
+    generator: Optional[torch.Generator] = None,
+) -> torch.Tensor:
     """A (length,) bool mask, True = noise: k kept spans and k noise spans, alternating, kept first.
 
     So the mask always starts with a kept token and ends with a noise token.
@@ -62,8 +67,9 @@ def random_spans_noise_mask(length: int, noise_density: float = NOISE_DENSITY,
     return torch.tensor([False, True]).repeat(num_spans).repeat_interleave(span_lengths)
 
 
-def corrupt(tokens: torch.Tensor, noise_mask: torch.Tensor, sentinel_ids: Sequence[int],
-            eos_id: int) -> Tuple[torch.Tensor, torch.Tensor]:
+def corrupt(
+    tokens: torch.Tensor, noise_mask: torch.Tensor, sentinel_ids: Sequence[int], eos_id: int
+) -> Tuple[torch.Tensor, torch.Tensor]:
     """(inputs, targets): noise span i -> sentinel_ids[i] in inputs; targets = s0 span0 s1 span1 ... eos.
 
     T5 builds the targets as the complement (each kept span -> one sentinel),
@@ -75,8 +81,10 @@ def corrupt(tokens: torch.Tensor, noise_mask: torch.Tensor, sentinel_ids: Sequen
     starts = noise_mask & ~torch.cat([torch.tensor([False]), noise_mask[:-1]])
     num_spans = int(starts.sum())
     if num_spans > len(sentinel_ids):
-        raise DataConfigError(f"{num_spans} noise spans but only {len(sentinel_ids)} sentinel ids; "
-                              "pass more sentinel ids or shorter sequences")
+        raise DataConfigError(
+            f"{num_spans} noise spans but only {len(sentinel_ids)} sentinel ids; "
+            "pass more sentinel ids or shorter sequences"
+        )
     sentinel_at = torch.zeros_like(tokens)
     sentinel_at[starts] = torch.as_tensor(sentinel_ids[:num_spans], dtype=torch.long)
     eos = torch.tensor([eos_id])
@@ -93,11 +101,13 @@ def corrupt(tokens: torch.Tensor, noise_mask: torch.Tensor, sentinel_ids: Sequen
 def reconstruct(inputs: torch.Tensor, targets: torch.Tensor, sentinel_ids: Sequence[int]) -> torch.Tensor:
     """The original tokens: each sentinel in inputs replaced by what follows it in targets."""
     sentinels = {int(s) for s in sentinel_ids}
-    fills, current = {}, None
+    fills: Dict[int, List[int]] = {}
+    current: Optional[List[int]] = None
     for t in targets.tolist()[:-1]:  # drop eos
         if t in sentinels:
             current = fills.setdefault(t, [])
         else:
+            assert current is not None, "targets open with a sentinel"
             current.append(t)
     out: List[int] = []
     for t in inputs.tolist()[:-1]:
@@ -105,8 +115,9 @@ def reconstruct(inputs: torch.Tensor, targets: torch.Tensor, sentinel_ids: Seque
     return torch.tensor(out, dtype=torch.long)
 
 
-def lengths_after_corruption(raw_length: int, noise_density: float = NOISE_DENSITY,
-                             mean_span_length: float = MEAN_SPAN_LENGTH) -> Tuple[int, int]:
+def lengths_after_corruption(
+    raw_length: int, noise_density: float = NOISE_DENSITY, mean_span_length: float = MEAN_SPAN_LENGTH
+) -> Tuple[int, int]:
     """(inputs, targets) lengths, eos included, of a corrupted chunk of `raw_length` tokens.
 
     Fixed by the counts alone (masks end on noise, so targets have no trailing sentinel).
@@ -115,15 +126,16 @@ def lengths_after_corruption(raw_length: int, noise_density: float = NOISE_DENSI
     return raw_length - num_noise + num_spans + 1, num_noise + num_spans + 1
 
 
-def raw_length_for(max_inputs_length: int, noise_density: float = NOISE_DENSITY,
-                   mean_span_length: float = MEAN_SPAN_LENGTH) -> int:
+def raw_length_for(
+    max_inputs_length: int, noise_density: float = NOISE_DENSITY, mean_span_length: float = MEAN_SPAN_LENGTH
+) -> int:
     """The longest chunk whose corrupted inputs (eos included) fit `max_inputs_length` (512 -> 568)."""
+
     def fits(raw: int) -> bool:
         return lengths_after_corruption(raw, noise_density, mean_span_length)[0] <= max_inputs_length
 
     if not fits(2):
-        raise DataConfigError(f"max inputs length {max_inputs_length} is too short for span corruption; "
-                              "set it to >= 3")
+        raise DataConfigError(f"max inputs length {max_inputs_length} is too short for span corruption; set it to >= 3")
     # Inputs grow by 0 or 1 token per raw token, so walk up until the next one overflows.
     raw = 2
     while fits(raw + 1):
@@ -136,17 +148,25 @@ def pack(token_lists: Iterable[Sequence[int]], chunk_length: int, eos_id: int) -
     flat = [t for doc in token_lists for t in (*doc, eos_id)]
     num_chunks = len(flat) // chunk_length
     if num_chunks == 0:
-        raise DataConfigError(f"the text has {len(flat)} tokens (eos included), less than one chunk of "
-                              f"{chunk_length}; lower the sequence length or add text")
+        raise DataConfigError(
+            f"the text has {len(flat)} tokens (eos included), less than one chunk of "
+            f"{chunk_length}; lower the sequence length or add text"
+        )
     # The remainder is dropped: a short last chunk would need padding T5 never trains on.
-    return torch.tensor(flat[:num_chunks * chunk_length], dtype=torch.long).view(num_chunks, chunk_length)
+    return torch.tensor(flat[: num_chunks * chunk_length], dtype=torch.long).view(num_chunks, chunk_length)
 
 
 class SpanCorruptionDataset(Dataset):
     """Packed chunks, corrupted with a fresh mask (global RNG) on every access."""
 
-    def __init__(self, chunks: torch.Tensor, sentinel_ids: Sequence[int], eos_id: int,
-                 noise_density: float = NOISE_DENSITY, mean_span_length: float = MEAN_SPAN_LENGTH):
+    def __init__(
+        self,
+        chunks: torch.Tensor,
+        sentinel_ids: Sequence[int],
+        eos_id: int,
+        noise_density: float = NOISE_DENSITY,
+        mean_span_length: float = MEAN_SPAN_LENGTH,
+    ):
         self.chunks, self.sentinel_ids, self.eos_id = chunks, list(sentinel_ids), eos_id
         self.noise_density, self.mean_span_length = noise_density, mean_span_length
 
@@ -167,6 +187,5 @@ def pad_seq2seq(pairs: Sequence[Tuple[torch.Tensor, torch.Tensor]], pad_id: int)
     attention_mask = torch.zeros((len(pairs), in_len), dtype=torch.long)
     labels = torch.full((len(pairs), out_len), IGNORE_INDEX, dtype=torch.long)
     for row, (x, y) in enumerate(pairs):
-        input_ids[row, :len(x)], attention_mask[row, :len(x)], labels[row, :len(y)] = x, 1, y
+        input_ids[row, : len(x)], attention_mask[row, : len(x)], labels[row, : len(y)] = x, 1, y
     return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
-

@@ -6,6 +6,7 @@ id or a local folder. Sentinels follow T5: <extra_id_0> has the highest id. A ru
 into the run folder (`save_to_run_dir`) so a resumed run uses exactly the same vocabulary.
 Size the model's embeddings with `len(tokenizer)`.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from pgfsparse.errors import DataConfigError, DataNotFoundError, first_line
 from pgfsparse.rundir.files import atomic_path, atomic_write_text
+from pgfsparse.rundir.layout import RunDir
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +45,9 @@ def sentinel_ids(tokenizer, count: int) -> list[int]:
     return ids
 
 
-def build_tokenizer(kind: str, *, texts=None, vocab_size: int = 8000, cache_dir=None, pretrained=None, data_dir_guard=None):
+def build_tokenizer(
+    kind: str, *, texts=None, vocab_size: int = 8000, cache_dir=None, pretrained=None, data_dir_guard=None
+):
     """A `PreTrainedTokenizerBase` with T5's special tokens; see the module docstring for the kinds."""
     if kind == "bpe":
         if texts is None:
@@ -53,6 +57,7 @@ def build_tokenizer(kind: str, *, texts=None, vocab_size: int = 8000, cache_dir=
         return _bpe(texts, vocab_size, cache / "tokenizers")
     if kind == "byte":
         from transformers import ByT5Tokenizer
+
         # reversed so that <extra_id_0> gets the highest id, as in T5
         return ByT5Tokenizer(extra_ids=NUM_SENTINELS, additional_special_tokens=SENTINELS[::-1])
     if kind == "pretrained":
@@ -64,15 +69,20 @@ def _check_outside(cache: Path, data_dir) -> None:
     if data_dir is None:
         return
     if cache.resolve().is_relative_to(Path(data_dir).resolve()):
-        raise DataConfigError(f"the cache folder {cache} lies inside the data folder {data_dir}, which the project "
-                              f"never writes to; set PGF_CACHE_DIR elsewhere")
+        raise DataConfigError(
+            f"the cache folder {cache} lies inside the data folder {data_dir}, which the project "
+            f"never writes to; set PGF_CACHE_DIR elsewhere"
+        )
 
 
 def _bpe(texts, vocab_size: int, folder: Path):
     from tokenizers import Tokenizer
+
     minimum = 3 + 256 + NUM_SENTINELS + 1  # specials, the byte alphabet, sentinels, at least one merge
     if vocab_size < minimum:
-        raise DataConfigError(f"tokenizer vocab_size={vocab_size} is too small for a byte-level BPE; use at least {minimum}")
+        raise DataConfigError(
+            f"tokenizer vocab_size={vocab_size} is too small for a byte-level BPE; use at least {minimum}"
+        )
     if not callable(texts):
         texts = list(texts)  # iterated twice: once to hash, once to train
     source = texts if callable(texts) else (lambda: texts)
@@ -86,8 +96,12 @@ def _bpe(texts, vocab_size: int, folder: Path):
         return _wrap(Tokenizer.from_file(str(path)))
     start = time.perf_counter()
     tok = _train_bpe(source(), vocab_size)
-    log.info("tokenizer: trained a byte-level BPE (%d tokens) in %.1f s; cached as %s",
-             tok.get_vocab_size(), time.perf_counter() - start, path)
+    log.info(
+        "tokenizer: trained a byte-level BPE (%d tokens) in %.1f s; cached as %s",
+        tok.get_vocab_size(),
+        time.perf_counter() - start,
+        path,
+    )
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, tok.to_str())  # parallel jobs see the whole file or none
     return _wrap(tok)
@@ -102,35 +116,51 @@ def _train_bpe(texts, vocab_size: int):
         processors,
         trainers,
     )
+
     tok = Tokenizer(models.BPE(unk_token=UNK))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size - NUM_SENTINELS, special_tokens=[PAD, EOS, UNK],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size - NUM_SENTINELS,
+        special_tokens=[PAD, EOS, UNK],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train_from_iterator(texts, trainer=trainer)
     tok.add_special_tokens(SENTINELS[::-1])  # last, reversed: <extra_id_0> gets the highest id
     eos = tok.token_to_id(EOS)
-    tok.post_processor = processors.TemplateProcessing(single=f"$A {EOS}", pair=f"$A {EOS} $B {EOS}",
-                                                       special_tokens=[(EOS, eos)])
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"$A {EOS}", pair=f"$A {EOS} $B {EOS}", special_tokens=[(EOS, eos)]
+    )
     return tok
 
 
 def _wrap(tok):
     from transformers import PreTrainedTokenizerFast
-    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token=PAD, eos_token=EOS, unk_token=UNK,
-                                   extra_special_tokens=list(SENTINELS), clean_up_tokenization_spaces=False)
+
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        pad_token=PAD,
+        eos_token=EOS,
+        unk_token=UNK,
+        extra_special_tokens=list(SENTINELS),
+        clean_up_tokenization_spaces=False,
+    )
 
 
 def _pretrained(name):
     if not name:
         raise DataConfigError("tokenizer 'pretrained' needs pretrained=<hub id or local folder>")
     from transformers import AutoTokenizer
+
     try:
         tok = AutoTokenizer.from_pretrained(str(name))
     except Exception as e:  # noqa: BLE001 - every failure becomes one line naming the fix
         first = first_line(e)[:300]
-        raise DataNotFoundError(f"could not load the tokenizer {str(name)!r} ({type(e).__name__}: {first}); pass a "
-                                f"local directory with the tokenizer files, or allow internet access / fill the HF cache") from e
+        raise DataNotFoundError(
+            f"could not load the tokenizer {str(name)!r} ({type(e).__name__}: {first}); pass a local directory "
+            "with the tokenizer files, or allow internet access / fill the HF cache"
+        ) from e
     if tok.pad_token_id is None or tok.eos_token_id is None:
         raise DataConfigError(f"the tokenizer {str(name)!r} has no pad or eos token; T5 needs both")
     if (tok.pad_token_id, tok.eos_token_id) != (0, 1):
@@ -140,7 +170,7 @@ def _pretrained(name):
 
 def save_to_run_dir(tokenizer, run_dir) -> Path:
     """Save into <run_dir>/tokenizer (atomically); an existing one is left as it is."""
-    target = Path(run_dir) / "tokenizer"
+    target = RunDir(run_dir).tokenizer
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -155,8 +185,9 @@ def save_to_run_dir(tokenizer, run_dir) -> Path:
 
 def load_from_run_dir(run_dir):
     """The tokenizer saved in <run_dir>/tokenizer, or None when there is none."""
-    folder = Path(run_dir) / "tokenizer"
+    folder = RunDir(run_dir).tokenizer
     if not folder.is_dir():
         return None
     from transformers import AutoTokenizer
+
     return AutoTokenizer.from_pretrained(str(folder))

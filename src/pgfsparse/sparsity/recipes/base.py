@@ -17,10 +17,11 @@ the FLOP counter ask it questions and never look at its name:
 phases themselves (dense warm-up, sparse, binary-mask fine-tune) are common to
 every recipe and live in schedule.py.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
-from typing import TYPE_CHECKING, Any, ClassVar, Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Dict, List, NoReturn, Optional, Sequence, Type
 
 from pgfsparse.sparsity.pattern import NM
 
@@ -33,7 +34,7 @@ class Recipe:
     """A training recipe. Subclass it, give it a `name`, and override what differs (examples/my_recipe.py)."""
 
     name: ClassVar[str] = "recipe"  # what pgf-train's recipe= and summaries call it
-    summary: ClassVar[str] = ""  # one line for --help, errors and the README
+    summary: ClassVar[str] = ""  # one line for --help, errors and the docs' recipe table
     sparse: ClassVar[bool] = True  # False only for the dense baseline
     decays: ClassVar[bool] = False  # D may be > 0 after the dense phase (W~ is then dense)
 
@@ -46,16 +47,20 @@ class Recipe:
 
     # -- knobs --------------------------------------------------------------------
     def check(self) -> None:
-        """Refuse bad knobs in one line; subclasses add theirs and call super().check()."""
-        for knob in ("dense_fraction", "finetune_fraction"):
-            if not 0.0 <= getattr(self, knob) <= 1.0:
-                self.fail(f"{knob}={getattr(self, knob)} must lie in [0, 1]")
+        """Refuse bad knobs in one line; subclasses add theirs and call super().check().
+
+        Every knob named `*_fraction`, of every recipe and plug-in, is checked here to lie in [0, 1].
+        """
+        for knob in (f.name for f in fields(self) if f.name.endswith("_fraction")):
+            value = getattr(self, knob)
+            if value is not None and not (isinstance(value, (int, float)) and 0.0 <= value <= 1.0):
+                self.fail(f"{knob}={value} is out of range: set {knob} in [0, 1]")
         if self.dense_fraction + self.finetune_fraction > 1.0:
             self.fail(f"dense_fraction + finetune_fraction = {self.dense_fraction + self.finetune_fraction} exceeds 1")
         if self.mask_interval is not None and self.mask_interval < 1:
             self.fail(f"mask_interval={self.mask_interval} must be >= 1")
 
-    def fail(self, message: str) -> None:
+    def fail(self, message: str) -> NoReturn:
         raise ValueError(f"recipe {self.name}: {message}")
 
     @classmethod
@@ -114,10 +119,11 @@ class Recipe:
         return ladder[schedule.rung(step, len(ladder))].density
 
 
-def check_knob_names(recipe_class: type, options: Dict[str, Any]) -> None:
+def check_knob_names(recipe_class: Type[Recipe], options: Dict[str, Any]) -> None:
     """Unknown knobs fail in one line that lists the recipe's own."""
     known = recipe_class.knob_names()
     unknown = sorted(set(options) - set(known))
     if unknown:
-        raise ValueError(f"recipe {recipe_class.name} has no knob(s) {', '.join(unknown)}: "
-                         f"its knobs are {', '.join(known)}")
+        raise ValueError(
+            f"recipe {recipe_class.name} has no knob(s) {', '.join(unknown)}: its knobs are {', '.join(known)}"
+        )

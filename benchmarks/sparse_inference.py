@@ -1,6 +1,6 @@
 """N:M inference speed: the reference N:M linear (M > 4) on CPU, and 2:4 semi-structured on a CUDA GPU.
 
-    python benchmarks/sparse_inference.py                 # the README's figures (~1 min on 2 cores)
+    python benchmarks/sparse_inference.py                 # the figures of docs/benchmarks.md (~1 min on 2 cores)
     python benchmarks/sparse_inference.py --rounds 5      # a quick look
 
 CPU (issue 10, item 4): weights 3072x768 (a ViT-B FF fc1) and 768x3072 (fc2) at

@@ -3,8 +3,9 @@
 The engine below imports only torch; the CLI, trainer and model builders import
 Hydra, timm, transformers and W&B where they are used.
 """
+
 from pgfsparse.sparsity import *  # noqa: F401,F403
-from pgfsparse.sparsity import __all__
+from pgfsparse.sparsity import __all__ as __all__  # the package's public names are the engine's
 
 try:  # the version has one home: pyproject.toml, read back from the installed metadata
     from importlib.metadata import PackageNotFoundError, version

@@ -3,6 +3,7 @@
 Errors are printed, recorded (status.json) and tabled (pgf-report) one line each. The engine
 (pgfsparse.sparsity), the report and the export keep their own narrow errors next to their code.
 """
+
 from __future__ import annotations
 
 
@@ -43,7 +44,7 @@ class DataConfigError(DataError, ValueError):
     """A data.* setting does not match the data (column, split, batch size)."""
 
 
-# Exit codes of pgf-train (README "Failure modes"): a multirun exits with its points' highest code.
+# Exit codes of pgf-train (docs/failure-modes.md): a multirun exits with its points' highest code.
 # 3: stopped by SIGTERM/SIGINT after a checkpoint (a requeue script resumes it).
 EXIT_OK, EXIT_CRASH, EXIT_BAD_INPUT, EXIT_STOPPED, EXIT_DIVERGED = 0, 1, 2, 3, 4
 

@@ -4,6 +4,7 @@ timm:         {"library": "timm", "name": <timm id>, "kwargs": {...}}  -> timm.c
 transformers: {"library": "transformers", "class": "T5ForConditionalGeneration", "config": {...},
                "attn_implementation": "eager"}                          -> class(ConfigClass.from_dict(config))
 """
+
 from __future__ import annotations
 
 from typing import Any, Dict, Optional
@@ -27,10 +28,16 @@ def builder_for(model: nn.Module, timm_name: Optional[str] = None, **timm_kwargs
         return timm_builder(timm_name, **timm_kwargs)
     config = getattr(model, "config", None)
     if type(model).__module__.startswith("transformers") and config is not None:
-        return {"library": "transformers", "class": type(model).__name__, "config": config.to_dict(),
-                "attn_implementation": getattr(config, "_attn_implementation", None)}
-    raise BuilderError(f"cannot tell how to rebuild a {type(model).__name__}: give the timm name and kwargs "
-                       "(builder=timm_builder('vit_tiny_patch16_224', img_size=32, ...))")
+        return {
+            "library": "transformers",
+            "class": type(model).__name__,
+            "config": config.to_dict(),
+            "attn_implementation": getattr(config, "_attn_implementation", None),
+        }
+    raise BuilderError(
+        f"cannot tell how to rebuild a {type(model).__name__}: give the timm name and kwargs "
+        "(builder=timm_builder('vit_tiny_patch16_224', img_size=32, ...))"
+    )
 
 
 def build(builder: Dict[str, Any]) -> nn.Module:
@@ -46,6 +53,10 @@ def build(builder: Dict[str, Any]) -> nn.Module:
         cls = getattr(transformers, builder["class"], None)
         if not (isinstance(cls, type) and issubclass(cls, transformers.PreTrainedModel)):
             raise BuilderError(f"transformers has no model class {builder['class']!r}: upgrade transformers")
+        if cls.config_class is None:
+            raise BuilderError(
+                f"transformers model class {builder['class']!r} has no config class: export a concrete model class"
+            )
         config = cls.config_class.from_dict(builder["config"])
         model = cls(config)
         impl = builder.get("attn_implementation")
@@ -63,5 +74,7 @@ def check_rebuilds(builder: Dict[str, Any], model: nn.Module) -> None:
     got = {k: tuple(v.shape) for k, v in rebuilt.state_dict().items()}
     if want != got:
         diff = sorted(set(want.items()) ^ set(got.items()))[:3]
-        raise BuilderError(f"the builder {builder.get('name') or builder.get('class')} does not rebuild this model "
-                           f"(first differences: {diff}): give the kwargs it was built with")
+        raise BuilderError(
+            f"the builder {builder.get('name') or builder.get('class')} does not rebuild this model "
+            f"(first differences: {diff}): give the kwargs it was built with"
+        )

@@ -8,6 +8,7 @@ channels-last), exactly as `pgfsparse.nm_mask` groups it. Each group keeps N
 values, stored in ascending in-group index order with their indices. Rows that
 no pattern covers (K and V when only Q is sparse) are a dense segment (n = m = None).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -30,14 +31,26 @@ class SegmentSpec:
     def dense(self) -> bool:
         return self.m is None
 
+    @property
+    def nm(self) -> Tuple[int, int]:
+        """(n, m) of a sparse segment; a dense one has none."""
+        if self.n is None or self.m is None:
+            raise ValueError(f"rows {self.start}:{self.stop} ({self.location}) are a dense segment: they have no n:m")
+        return self.n, self.m
+
     def to_json(self) -> dict:
         return {"location": self.location, "rows": [self.start, self.stop], "n": self.n, "m": self.m}
 
     @classmethod
     def from_json(cls, value: dict) -> "SegmentSpec":
         n, m = value["n"], value["m"]
-        return cls(str(value["location"]), int(value["rows"][0]), int(value["rows"][1]),
-                   None if n is None else int(n), None if m is None else int(m))
+        return cls(
+            str(value["location"]),
+            int(value["rows"][0]),
+            int(value["rows"][1]),
+            None if n is None else int(n),
+            None if m is None else int(m),
+        )
 
 
 def grouped(block: torch.Tensor, layout: str) -> torch.Tensor:
@@ -66,27 +79,31 @@ def compress(weight: torch.Tensor, mask: torch.Tensor, seg: SegmentSpec, layout:
 
     The mask must keep exactly n of every m: that is what makes the indices a complete description.
     """
-    w = grouped(weight[seg.start:seg.stop], layout)
-    keep = grouped(mask[seg.start:seg.stop], layout)
+    w = grouped(weight[seg.start : seg.stop], layout)
+    keep = grouped(mask[seg.start : seg.stop], layout)
+    n, m = seg.nm
     rows, length = w.shape
-    keep = keep.reshape(rows, length // seg.m, seg.m)
+    keep = keep.reshape(rows, length // m, m)
     counts = keep.sum(dim=-1)
-    if not bool((counts == seg.n).all()):
-        raise ValueError(f"mask rows {seg.start}:{seg.stop} do not keep exactly {seg.n} of every {seg.m}: "
-                         "export the strict N:M view")
+    if not bool((counts == n).all()):
+        raise ValueError(
+            f"mask rows {seg.start}:{seg.stop} do not keep exactly {n} of every {m}: export the strict N:M view"
+        )
     # nonzero() lists positions in row-major order: per group, ascending in-group indices.
-    indices = keep.nonzero()[:, -1].reshape(rows, length // seg.m, seg.n)
-    values = w.reshape(rows, length // seg.m, seg.m).gather(-1, indices)
+    indices = keep.nonzero()[:, -1].reshape(rows, length // m, n)
+    values = w.reshape(rows, length // m, m).gather(-1, indices)
     return values.contiguous(), indices
 
 
-def decompress(values: torch.Tensor, indices: torch.Tensor, seg: SegmentSpec, shape: Tuple[int, ...],
-               layout: str) -> torch.Tensor:
+def decompress(
+    values: torch.Tensor, indices: torch.Tensor, seg: SegmentSpec, shape: Tuple[int, ...], layout: str
+) -> torch.Tensor:
     """The dense rows of one segment (zeros where pruned), in the weight's own shape."""
+    _, m = seg.nm
     rows, groups, _ = values.shape
-    dense = torch.zeros(rows, groups, seg.m, dtype=values.dtype).scatter_(-1, indices, values)
+    dense = torch.zeros(rows, groups, m, dtype=values.dtype).scatter_(-1, indices, values)
     block_shape = (seg.stop - seg.start, *shape[1:])
-    return ungrouped(dense.reshape(rows, groups * seg.m), block_shape, layout)
+    return ungrouped(dense.reshape(rows, groups * m), block_shape, layout)
 
 
 def with_dense_gaps(segments: List[SegmentSpec], rows: int) -> List[SegmentSpec]:

@@ -12,6 +12,7 @@ Metadata (strings; JSON where structured):
     aliases  {key: stored key} for tied tensors (T5's embeddings and LM head share one)
     sha256   of every tensor's bytes in key order: a corrupt file is refused instead of loading wrong weights
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -34,8 +35,14 @@ from pgfsparse.export.packing import (
 from pgfsparse.rundir.files import atomic_path
 
 FORMAT, VERSION = "pgfsparse.nm", "1"
-DTYPES = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16, "float16": torch.float16,
-          "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
+DTYPES = {
+    "fp32": torch.float32,
+    "float32": torch.float32,
+    "fp16": torch.float16,
+    "float16": torch.float16,
+    "bf16": torch.bfloat16,
+    "bfloat16": torch.bfloat16,
+}
 
 
 class ExportFileError(ValueError):
@@ -73,8 +80,14 @@ def parse_dtype(name: Optional[str]) -> Optional[torch.dtype]:
     return DTYPES[name]
 
 
-def write(path: Path, state: Dict[str, torch.Tensor], sparse: Dict[str, SparseWeight], builder: Dict[str, Any],
-          dtype: Optional[torch.dtype] = None, source: str = "") -> Sizes:
+def write(
+    path: Path,
+    state: Dict[str, torch.Tensor],
+    sparse: Dict[str, SparseWeight],
+    builder: Dict[str, Any],
+    dtype: Optional[torch.dtype] = None,
+    source: str = "",
+) -> Sizes:
     """Write the model `state` (plain keys) with the weights in `sparse` compressed; returns the sizes."""
     from safetensors.torch import save_file
 
@@ -83,7 +96,9 @@ def write(path: Path, state: Dict[str, torch.Tensor], sparse: Dict[str, SparseWe
     def cast(t: torch.Tensor) -> torch.Tensor:
         return t.to(dtype) if dtype is not None and t.is_floating_point() else t
 
-    tensors, aliases, seen = {}, {}, {}
+    tensors: Dict[str, torch.Tensor] = {}
+    aliases: Dict[str, str] = {}
+    seen: Dict[Tuple[Any, ...], str] = {}  # storage identity -> the key stored for it
     for key, value in state.items():
         if key in sparse:
             continue
@@ -101,15 +116,15 @@ def write(path: Path, state: Dict[str, torch.Tensor], sparse: Dict[str, SparseWe
         for i, seg in enumerate(segments):
             base = f"nm/{key}/{i}"
             part = parts.setdefault(seg.location, {"stored": 0, "theoretical": 0.0, "dense": 0})
-            block_bytes = weight[seg.start:seg.stop].numel() * weight.element_size()
+            block_bytes = weight[seg.start : seg.stop].numel() * weight.element_size()
             part["dense"] += block_bytes
             if seg.dense:
-                tensors[f"{base}/dense"] = weight[seg.start:seg.stop].contiguous()
+                tensors[f"{base}/dense"] = weight[seg.start : seg.stop].contiguous()
                 part["stored"] += block_bytes
                 part["theoretical"] += block_bytes
                 continue
             values, indices = compress(weight, mask, seg, item.layout)
-            bits = index_bits(seg.m)
+            bits = index_bits(seg.nm[1])
             tensors[f"{base}/values"] = values
             tensors[f"{base}/indices"] = pack_indices(indices, bits)
             part["stored"] += values.numel() * values.element_size() + packed_bytes(indices.numel(), bits)
@@ -117,16 +132,21 @@ def write(path: Path, state: Dict[str, torch.Tensor], sparse: Dict[str, SparseWe
         layers[key] = {"shape": list(weight.shape), "layout": item.layout, "segments": [s.to_json() for s in segments]}
     value_dtype = dtype or next((t.dtype for t in tensors.values() if t.is_floating_point()), torch.float32)
     metadata = {
-        "format": FORMAT, "version": VERSION, "dtype": str(value_dtype).replace("torch.", ""),
-        "pgfsparse_version": __version__, "source": str(source),
-        "builder": json.dumps(builder), "layers": json.dumps(layers), "aliases": json.dumps(aliases),
+        "format": FORMAT,
+        "version": VERSION,
+        "dtype": str(value_dtype).replace("torch.", ""),
+        "pgfsparse_version": __version__,
+        "source": str(source),
+        "builder": json.dumps(builder),
+        "layers": json.dumps(layers),
+        "aliases": json.dumps(aliases),
         "sha256": _digest(tensors),
     }
     with atomic_path(Path(path)) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
     dense = sum(t.numel() * t.element_size() for k, t in tensors.items() if not k.startswith("nm/"))
     stored_dense = dense
-    dense += sum(p["dense"] for p in parts.values())
+    dense += int(sum(p["dense"] for p in parts.values()))  # whole bytes already: the dict is typed float
     theoretical = stored_dense + sum(p["theoretical"] for p in parts.values())
     return Sizes(os.path.getsize(path), dense, theoretical, parts)
 
@@ -141,8 +161,9 @@ def _digest(tensors: Dict[str, torch.Tensor]) -> str:
 
 
 def _damaged(path: Path, reason: str) -> ExportFileError:
-    return ExportFileError(f"export file {path} cannot be read ({reason}): it is damaged or truncated; "
-                           "write it again with pgf-export")
+    return ExportFileError(
+        f"export file {path} cannot be read ({reason}): it is damaged or truncated; write it again with pgf-export"
+    )
 
 
 def read(path: Path) -> Tuple[Dict[str, Any], Dict[str, torch.Tensor], Dict[str, torch.Tensor]]:
@@ -162,11 +183,15 @@ def read(path: Path) -> Tuple[Dict[str, Any], Dict[str, torch.Tensor], Dict[str,
     except Exception as error:  # safetensors raises its own errors for a bad header or a short file
         raise _damaged(path, first_line(error)[:200]) from None
     if meta.get("format") != FORMAT:
-        raise ExportFileError(f"{path} is a safetensors file but not a pgfsparse compressed export "
-                              "(no format metadata): load it with safetensors.torch.load_file")
+        raise ExportFileError(
+            f"{path} is a safetensors file but not a pgfsparse compressed export "
+            "(no format metadata): load it with safetensors.torch.load_file"
+        )
     if meta.get("version") != VERSION:
-        raise ExportFileError(f"{path} is export format version {meta.get('version')}, this pgfsparse reads "
-                              f"{VERSION}: upgrade pgfsparse or export again")
+        raise ExportFileError(
+            f"{path} is export format version {meta.get('version')}, this pgfsparse reads "
+            f"{VERSION}: upgrade pgfsparse or export again"
+        )
     try:
         parsed = {k: json.loads(meta[k]) for k in ("builder", "layers", "aliases")}
     except (KeyError, ValueError) as error:
@@ -193,7 +218,7 @@ def _rebuild(stored: Dict[str, torch.Tensor], key: str, layer: Dict[str, Any]) -
         parts.append(values if seg.dense else decompress(values, indices, seg, shape, layer["layout"]))
     weight = torch.empty(shape, dtype=parts[0].dtype)
     for part, seg in zip(parts, segments):
-        weight[seg.start:seg.stop] = part
+        weight[seg.start : seg.stop] = part
     return weight
 
 
@@ -202,10 +227,11 @@ def segment_tensors(stored: Dict[str, torch.Tensor], key: str, i: int, seg: Segm
     base = f"nm/{key}/{i}"
     if seg.dense:
         return stored[f"{base}/dense"], None
+    n, m = seg.nm
     values = stored[f"{base}/values"]
-    if values.dim() != 3 or values.shape[-1] != seg.n:
-        raise ValueError(f"{base}/values has shape {tuple(values.shape)}, expected (rows, groups, {seg.n})")
-    indices = unpack_indices(stored[f"{base}/indices"], index_bits(seg.m), values.numel()).view(values.shape)
-    if indices.numel() and int(indices.max()) >= seg.m:
-        raise ValueError(f"{base}/indices point outside groups of {seg.m}")
+    if values.dim() != 3 or values.shape[-1] != n:
+        raise ValueError(f"{base}/values has shape {tuple(values.shape)}, expected (rows, groups, {n})")
+    indices = unpack_indices(stored[f"{base}/indices"], index_bits(m), values.numel()).view(values.shape)
+    if indices.numel() and int(indices.max()) >= m:
+        raise ValueError(f"{base}/indices point outside groups of {m}")
     return values, indices

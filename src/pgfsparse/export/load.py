@@ -1,8 +1,9 @@
 """Load a compressed N:M export back into a plain model (timm ViT/Swin, Hugging Face T5, ...)."""
+
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -27,7 +28,7 @@ def load_compressed(path, kernels: str = "dense", device=None) -> nn.Module:
                       outputs equal the strict model's bit for bit (CPU, same dtype).
     kernels="auto":   Linear layers whose patterns are all M >= 16 compute from the compressed values
                       (NMLinear: csr / gather by input rows, dense above 512 or 2048 rows),
-                      the rest stay dense: where the sparse kernels won on CPU (see README).
+                      the rest stay dense: where the sparse kernels won on CPU (see docs/benchmarks.md).
     kernels="nm":     NMLinear for every sparse Linear (any M), e.g. to measure it.
     kernels="semi_structured": CUDA only; 2:4 Linear layers in PyTorch's semi-structured format (fp16 unless
                       the export is bf16).
@@ -42,9 +43,11 @@ def load_compressed(path, kernels: str = "dense", device=None) -> nn.Module:
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as error:
-        raise fmt.ExportFileError(f"export file {path} does not fit the model its builder makes "
-                                  f"({first_line(error)[:150]}): export again with this pgfsparse, timm and "
-                                  "transformers") from None
+        raise fmt.ExportFileError(
+            f"export file {path} does not fit the model its builder makes "
+            f"({first_line(error)[:150]}): export again with this pgfsparse, timm and "
+            "transformers"
+        ) from None
     model.eval()
     if kernels in ("auto", "nm"):
         swap_nm_linears(model, meta["layers"], stored, min_m=AUTO_MIN_M if kernels == "auto" else 2)
@@ -61,16 +64,20 @@ def swap_nm_linears(model: nn.Module, layers: Dict[str, Any], stored: Dict[str, 
     """Replace each sparse nn.Linear (row layout, every pattern with M >= min_m) by an NMLinear; returns their names."""
     swapped = []
     for key, layer in layers.items():
-        name = key[: -len(".weight")] if key.endswith(".weight") else None
-        module = model.get_submodule(name) if name is not None else None
+        if not key.endswith(".weight"):
+            continue
+        name = key[: -len(".weight")]
+        module = model.get_submodule(name)
         segments = [SegmentSpec.from_json(s) for s in layer["segments"]]
         sparse = [s for s in segments if not s.dense]
-        if type(module) is not nn.Linear or layer["layout"] != "row" or not sparse or min(s.m for s in sparse) < min_m:
+        if type(module) is not nn.Linear or layer["layout"] != "row" or not sparse:
             continue
-        parts = []
+        if min(s.nm[1] for s in sparse) < min_m:
+            continue
+        parts: List[Tuple[str, torch.Tensor, Optional[torch.Tensor], int]] = []
         for i, seg in enumerate(segments):
             values, indices = fmt.segment_tensors(stored, key, i, seg)
-            parts.append(("dense", values, None, 0) if seg.dense else ("nm", values, indices, seg.m))
+            parts.append(("dense", values, None, 0) if seg.dense else ("nm", values, indices, seg.nm[1]))
         max_rows = AUTO_MAX_ROWS["narrowing" if module.out_features < module.in_features else "widening"]
         nm = NMLinear.from_segments(module.in_features, parts, bias=module.bias, max_rows=max_rows)
         parent, _, child = name.rpartition(".")

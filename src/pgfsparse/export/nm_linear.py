@@ -12,6 +12,7 @@ method="auto" picks per call from the input's row count, by what won in benchmar
 (None: never) a dense GEMM wins; the layer then decompresses its weight once and keeps it for
 such calls (it ties dense there, at dense memory), since decompressing per call lost 3-30%.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -28,9 +29,23 @@ SMALL_ROWS = 16  # below this many input rows csr beat gather (batch 1: 1.1-2.3x
 class NMLinear(nn.Module):
     """Inference-only Linear stored as kept values + column indices per output row."""
 
-    def __init__(self, in_features: int, out_features: int, values: torch.Tensor, columns: torch.Tensor,
-                 row_lengths: torch.Tensor, bias: Optional[torch.Tensor] = None, method: str = "auto",
-                 max_rows: Optional[int] = 512):
+    # buffers, registered in __init__ (declared here for the type checker)
+    values: torch.Tensor
+    columns: torch.Tensor
+    offsets: torch.Tensor
+    bias: Optional[torch.Tensor]
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        values: torch.Tensor,
+        columns: torch.Tensor,
+        row_lengths: torch.Tensor,
+        bias: Optional[torch.Tensor] = None,
+        method: str = "auto",
+        max_rows: Optional[int] = 512,
+    ):
         super().__init__()
         if method not in METHODS:
             raise ValueError(f"unknown NMLinear method {method!r}: choose one of {', '.join(METHODS)}")
@@ -41,12 +56,17 @@ class NMLinear(nn.Module):
         self.register_buffer("columns", columns.reshape(-1).to(torch.int64).contiguous())
         self.register_buffer("offsets", offsets)
         self.register_buffer("bias", None if bias is None else bias.detach().clone())
-        self._csr = None
-        self._dense = None  # the decompressed weight, made on the first call above max_rows
+        self._csr: Optional[torch.Tensor] = None
+        self._dense: Optional[torch.Tensor] = None  # the decompressed weight, made on the first call above max_rows
 
     @classmethod
-    def from_segments(cls, in_features: int, parts: Sequence[Tuple[str, torch.Tensor, Optional[torch.Tensor], int]],
-                      bias: Optional[torch.Tensor] = None, **options) -> "NMLinear":
+    def from_segments(
+        cls,
+        in_features: int,
+        parts: Sequence[Tuple[str, torch.Tensor, Optional[torch.Tensor], int]],
+        bias: Optional[torch.Tensor] = None,
+        **options,
+    ) -> "NMLinear":
         """parts: per row block in order, ("nm", values (P, G, n), in-group indices (P, G, n), m)
         or ("dense", rows (P, in_features), None, 0)."""
         values: List[torch.Tensor] = []
@@ -58,6 +78,7 @@ class NMLinear(nn.Module):
                 cols = torch.arange(in_features).expand(rows, in_features)
                 vals = vals.reshape(rows, in_features)
             else:
+                assert idx is not None  # an "nm" part always carries its in-group indices
                 cols = (torch.arange(vals.shape[1]).view(1, -1, 1) * m + idx).reshape(rows, -1)
                 vals = vals.reshape(rows, -1)
             values.append(vals.reshape(-1))
@@ -68,8 +89,7 @@ class NMLinear(nn.Module):
 
     def dense_weight(self) -> torch.Tensor:
         """The dense (out, in) weight, zeros where pruned."""
-        rows = torch.repeat_interleave(torch.arange(self.out_features, device=self.columns.device),
-                                       self.offsets.diff())
+        rows = torch.repeat_interleave(torch.arange(self.out_features, device=self.columns.device), self.offsets.diff())
         weight = torch.zeros(self.out_features * self.in_features, dtype=self.values.dtype, device=self.values.device)
         weight[rows * self.in_features + self.columns] = self.values
         return weight.view(self.out_features, self.in_features)
@@ -78,8 +98,13 @@ class NMLinear(nn.Module):
         if self._csr is None or self._csr.device != self.values.device:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # "CSR support is in beta"
-                self._csr = torch.sparse_csr_tensor(self.offsets, self.columns, self.values,
-                                                    (self.out_features, self.in_features), check_invariants=False)
+                self._csr = torch.sparse_csr_tensor(
+                    self.offsets,
+                    self.columns,
+                    self.values,
+                    (self.out_features, self.in_features),
+                    check_invariants=False,
+                )
         return self._csr
 
     @torch.no_grad()
@@ -94,8 +119,9 @@ class NMLinear(nn.Module):
             method = "csr" if flat.shape[0] < SMALL_ROWS else "gather"
         if method == "gather":
             # embedding_bag reads "embeddings" by row: the input's columns are the rows of x^T.
-            out = F.embedding_bag(self.columns, flat.t().contiguous(), self.offsets[:-1], mode="sum",
-                                  per_sample_weights=self.values).t()
+            out = F.embedding_bag(
+                self.columns, flat.t().contiguous(), self.offsets[:-1], mode="sum", per_sample_weights=self.values
+            ).t()
         else:
             out = (self._csr_matrix() @ flat.t()).t()
         if self.bias is not None:
@@ -104,5 +130,7 @@ class NMLinear(nn.Module):
 
     def extra_repr(self) -> str:
         kept = self.values.numel() / (self.out_features * self.in_features)
-        return (f"in_features={self.in_features}, out_features={self.out_features}, density={kept:.4g}, "
-                f"method={self.method}, max_rows={self.max_rows}")
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, density={kept:.4g}, "
+            f"method={self.method}, max_rows={self.max_rows}"
+        )

@@ -5,6 +5,7 @@ ceil(log2(M)) bits: 2 for M = 4, 3 for M = 8, 5 for M = 32, 7 for M = 128.
 Indices are one little-endian bit stream: index i occupies bits
 [i * b, (i + 1) * b), least significant bit first; the last byte is zero-padded.
 """
+
 from __future__ import annotations
 
 import math
@@ -39,8 +40,10 @@ def pack_indices(indices: torch.Tensor, bits: int) -> torch.Tensor:
 def unpack_indices(packed: torch.Tensor, bits: int, count: int) -> torch.Tensor:
     """The first `count` indices of a stream written by `pack_indices`, as int64."""
     if packed.dtype != torch.uint8 or packed.dim() != 1 or packed.numel() != packed_bytes(count, bits):
-        raise ValueError(f"packed indices hold {packed.numel()} bytes ({packed.dtype}), expected "
-                         f"{packed_bytes(count, bits)} uint8 for {count} indices of {bits} bits")
+        raise ValueError(
+            f"packed indices hold {packed.numel()} bytes ({packed.dtype}), expected "
+            f"{packed_bytes(count, bits)} uint8 for {count} indices of {bits} bits"
+        )
     stream = ((packed.unsqueeze(1) >> _BYTE_BITS) & 1).reshape(-1)[: count * bits]
     weights = torch.ones(bits, dtype=torch.int64) << torch.arange(bits)
     return (stream.view(count, bits).to(torch.int64) * weights).sum(dim=1)

@@ -6,9 +6,10 @@ inputs, is fp16 or bf16, and both dimensions are multiples of the kernels' tile
 (CUTLASS: 32 rows x 64 columns for fp16/bf16; cuSPARSELt accepts those too).
 `plan` decides which layers qualify and why not, on any device; `convert` needs CUDA.
 """
+
 from __future__ import annotations
 
-from typing import Dict
+from typing import Dict, cast
 
 import torch
 from torch import nn
@@ -53,14 +54,16 @@ def convert(model: nn.Module, dtype: torch.dtype = torch.float16) -> Dict[str, s
     Returns the plan. Without CUDA it raises NoCudaError (one line) and leaves the model as it was.
     """
     if not torch.cuda.is_available():
-        raise NoCudaError("2:4 semi-structured kernels need a CUDA GPU and none is available: "
-                          "keep kernels='dense' (or 'auto') on this machine")
+        raise NoCudaError(
+            "2:4 semi-structured kernels need a CUDA GPU and none is available: "
+            "keep kernels='dense' (or 'auto') on this machine"
+        )
     from torch.sparse import to_sparse_semi_structured
 
     model.to("cuda", dtype)
     decided = plan(model, dtype)
     for name, why in decided.items():
         if not why:
-            module = model.get_submodule(name)
+            module = cast(nn.Linear, model.get_submodule(name))  # plan() passes nn.Linear layers only
             module.weight = nn.Parameter(to_sparse_semi_structured(module.weight.detach()), requires_grad=False)
     return decided

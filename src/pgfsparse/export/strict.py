@@ -1,4 +1,5 @@
 """The strict N:M view of a sparsified model, as the export writes it: weights, keep-masks, segments."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -26,8 +27,9 @@ def strict_weights(sparsifier) -> Tuple[Dict[str, torch.Tensor], Dict[str, fmt.S
     return state, sparse
 
 
-def export_compressed(sparsifier, path, builder: Dict[str, Any], dtype: Optional[str] = None,
-                      source: str = "") -> fmt.Sizes:
+def export_compressed(
+    sparsifier, path, builder: Dict[str, Any], dtype: Optional[str] = None, source: str = ""
+) -> fmt.Sizes:
     """Write the strict N:M model of `sparsifier` to `path` (compressed safetensors); returns the sizes."""
     state, sparse = strict_weights(sparsifier)
     return fmt.write(Path(path), state, sparse, builder, fmt.parse_dtype(dtype), source)

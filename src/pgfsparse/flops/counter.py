@@ -41,6 +41,7 @@ lower by exactly the first layer's forward FLOPs (0.2% of a ViT-B/16 step).
 
 Inference: forward FLOPs with every sparse segment at its target density N/M.
 """
+
 from __future__ import annotations
 
 import math
@@ -48,6 +49,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
+from torch.utils.hooks import RemovableHandle
 
 from pgfsparse.sparsity.pattern import NM
 from pgfsparse.sparsity.schedule import Schedule
@@ -113,7 +115,7 @@ class _AttentionModule:
     def __init__(self, module: torch.nn.Module):
         linears = {n: c for n, c in module.named_children() if isinstance(c, torch.nn.Linear)}
         self.fused_name = next((n for n in FUSED_QKV_NAMES if n in linears), None)
-        self.fused = linears.get(self.fused_name)
+        self.fused = linears[self.fused_name] if self.fused_name is not None else None
         self.query = next((linears[n] for n in QUERY_NAMES if n in linears), None)
         self.key = next((linears[n] for n in KEY_NAMES if n in linears), None)
 
@@ -131,7 +133,10 @@ class _AttentionModule:
 
     @property
     def width(self) -> int:
-        return self.fused.out_features // 3 if self.fused is not None else self.query.out_features
+        if self.fused is not None:
+            return self.fused.out_features // 3
+        assert self.query is not None  # matches(): without a fused qkv there are q and k
+        return self.query.out_features
 
 
 def _first_tensor(args: tuple, kwargs: dict) -> Optional[torch.Tensor]:
@@ -149,7 +154,7 @@ class _ForwardRecorder:
         self.per_layer: Dict[str, float] = {}
         self.per_attention: Dict[str, float] = {}
         self.calls: List[_AttentionCall] = []  # stack: attention modules currently running
-        self.handles = []
+        self.handles: List[RemovableHandle] = []
 
     def __enter__(self) -> "_ForwardRecorder":
         for name, module in self.model.named_modules():
@@ -206,8 +211,10 @@ class _ForwardRecorder:
             else:
                 query_shape = call.input_shapes.get("q", hidden.shape)
                 key_source = kwargs.get("key_value_states")
-                key_tokens = call.input_shapes["k"][-2] if "k" in call.input_shapes else (
-                    key_source.shape[-2] if key_source is not None else query_shape[-2]
+                key_tokens = (
+                    call.input_shapes["k"][-2]
+                    if "k" in call.input_shapes
+                    else (key_source.shape[-2] if key_source is not None else query_shape[-2])
                 )
             self._add(self.per_attention, name, attention_matmul_flops(query_shape, key_tokens, attention.width))
 
@@ -221,7 +228,9 @@ def measure_forward_flops(model: torch.nn.Module, args: Any = (), kwargs: Option
     kwargs = kwargs or {}
     first = _first_tensor(args, kwargs)
     if first is not None and first.dim() > 0 and first.shape[0] != 1:
-        raise ValueError(f"FLOPs are counted per example: give a batch of 1, got a first input of shape {tuple(first.shape)}")
+        raise ValueError(
+            f"FLOPs are counted per example: give a batch of 1, got a first input of shape {tuple(first.shape)}"
+        )
     was_training = model.training
     model.eval()  # no dropout randomness; shapes are the same as in training
     try:
@@ -264,6 +273,11 @@ def _first_step_where(predicate: Callable[[int], bool], lo: int, hi: int) -> int
     return lo
 
 
+def _first_rung_step(schedule: Schedule, n_rungs: int, rung: int, lo: int, hi: int) -> int:
+    """Smallest step in [lo, hi) where a ladder of `n_rungs` rungs has reached `rung`; hi if none."""
+    return _first_step_where(lambda s: schedule.rung(s, n_rungs) >= rung, lo, hi)
+
+
 def constant_density_runs(schedule: Schedule, steps: int, ladder_lengths: Sequence[int]) -> List[Tuple[int, int]]:
     """[start, stop) runs covering steps [0, steps) within which every segment's density is constant.
 
@@ -276,7 +290,7 @@ def constant_density_runs(schedule: Schedule, steps: int, ladder_lengths: Sequen
         cuts.add(_first_step_where(lambda s: schedule.decay(s) == 0.0, sparse_start, sparse_stop))
     for n_rungs in set(ladder_lengths):
         for rung in range(1, n_rungs):
-            cuts.add(_first_step_where(lambda s: schedule.rung(s, n_rungs) >= rung, sparse_start, sparse_stop))
+            cuts.add(_first_rung_step(schedule, n_rungs, rung, sparse_start, sparse_stop))
     points = sorted(c for c in cuts if 0 <= c <= steps)
     return list(zip(points, points[1:]))
 
@@ -315,7 +329,9 @@ class FlopCounter:
         layers = self.sparsifier.layers if self.sparsifier is not None else {}
         for name, masked in layers.items():
             if name not in self.forward.per_layer:
-                raise ValueError(f"sparse layer {name!r} did not run in the example forward: its FLOPs cannot be counted")
+                raise ValueError(
+                    f"sparse layer {name!r} did not run in the example forward: its FLOPs cannot be counted"
+                )
             layer_flops = self.forward.per_layer[name]
             out_rows = masked.mask.shape[0]
             for seg in masked.segments:
@@ -389,10 +405,10 @@ def steps_for_flop_budget(
     reaches 0 some steps earlier and a run can cost a few steps' FLOPs less than a run one step
     shorter; T may then be a later crossing, a few steps past the first.
     """
-    make_schedule = make_schedule or counter.make_schedule
+    schedule_for = make_schedule or counter.make_schedule
 
     def run_flops(total: int) -> float:
-        return counter.cumulative_train_flops(total, make_schedule(total) if counter.sparsifier is not None else None)
+        return counter.cumulative_train_flops(total, schedule_for(total) if counter.sparsifier is not None else None)
 
     one_step = run_flops(1)
     if budget_flops < one_step:

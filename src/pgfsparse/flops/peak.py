@@ -17,6 +17,7 @@ next to dense ones (H100 SXM: 1979 sparse, 989 dense): the dense one is kept.
         does not use TF32); AMD: the FP32 matrix peak. A run that enables TF32 should give
         its peak with peak_flops= (A100: 156e12, H100 SXM: 494e12).
 """
+
 from __future__ import annotations
 
 import re
@@ -55,8 +56,9 @@ PEAKS: Dict[str, Tuple[float, float]] = {
 
 def table_peak(device_name: str, precision: str) -> Optional[float]:
     """The table's peak for a device name and 'bf16' | 'fp16' | 'fp32', or None when no key matches."""
-    matches = [key for key in PEAKS if re.search(rf"(?<![a-z0-9]){re.escape(key.lower())}(?![a-z0-9])",
-                                                 device_name.lower())]
+    matches = [
+        key for key in PEAKS if re.search(rf"(?<![a-z0-9]){re.escape(key.lower())}(?![a-z0-9])", device_name.lower())
+    ]
     if not matches:
         return None
     bf16, fp32 = PEAKS[max(matches, key=len)]

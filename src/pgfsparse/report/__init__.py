@@ -9,25 +9,38 @@
 
 `plots` imports matplotlib inside its functions, so importing this package never does.
 """
+
 from __future__ import annotations
 
 from pgfsparse.report import plots
 from pgfsparse.report.collect import (
-           RUN_COLUMNS,
-           ReportError,
-           collect_runs,
-           format_budget,
-           parse_run_name,
+    RUN_COLUMNS,
+    ReportError,
+    collect_runs,
+    format_budget,
+    parse_run_name,
 )
 from pgfsparse.report.compare import compare, compare_markdown
 from pgfsparse.report.table import (
-           notes_markdown,
-           summarize,
-           to_markdown,
-           write_runs_csv,
-           write_table_csv,
+    notes_markdown,
+    summarize,
+    to_markdown,
+    write_runs_csv,
+    write_table_csv,
 )
 
-__all__ = ["RUN_COLUMNS", "ReportError", "collect_runs", "compare", "compare_markdown", "format_budget",
-           "notes_markdown", "parse_run_name", "plots", "summarize", "to_markdown", "write_runs_csv", "write_table_csv"]
-
+__all__ = [
+    "RUN_COLUMNS",
+    "ReportError",
+    "collect_runs",
+    "compare",
+    "compare_markdown",
+    "format_budget",
+    "notes_markdown",
+    "parse_run_name",
+    "plots",
+    "summarize",
+    "to_markdown",
+    "write_runs_csv",
+    "write_table_csv",
+]

@@ -13,6 +13,7 @@ seeds (the larger of the two settings' sample standard deviations) is no
 difference. With a single seed on either side the spread is unknown, and so is
 the reading.
 """
+
 from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Tuple
@@ -52,10 +53,15 @@ def _pair(group: Dict[str, Any], base: Dict[str, Any]) -> Dict[str, Any]:
     difference = group["mean"] - base["mean"] if None not in (group["mean"], base["mean"]) else None
     stds = [s for s in (group["std"], base["std"]) if s is not None]
     spread = max(stds) if len(stds) == 2 else None
-    ratio = (group["train_flops"] / base["train_flops"]
-             if group.get("train_flops") and base.get("train_flops") else None)
-    return {"setting": group, "baseline": base, "difference": difference, "spread": spread,
-            "flops_ratio": ratio, "reading": reading(difference, spread, group["n"], base["n"])}
+    ratio = group["train_flops"] / base["train_flops"] if group.get("train_flops") and base.get("train_flops") else None
+    return {
+        "setting": group,
+        "baseline": base,
+        "difference": difference,
+        "spread": spread,
+        "flops_ratio": ratio,
+        "reading": reading(difference, spread, group["n"], base["n"]),
+    }
 
 
 def reading(difference: Optional[float], spread: Optional[float], n: int, n_base: int) -> str:
@@ -75,18 +81,36 @@ def compare_markdown(pairs: List[Dict[str, Any]], key: str, value: str) -> str:
         return f"_No setting has a {key}={value} baseline to compare with._\n"
     keys, headline = pairs[0]["setting"]["keys"], LABELS[pairs[0]["setting"]["headline"]]
     same = [k for k in keys if k != key and k not in FREE_KEYS]
-    header = [*keys, "metric", f"vs {value}: budget", f"difference ({headline})", "spread", "n",
-              "train FLOPs ratio", "reading"]
-    lines = [f"Each setting minus each {key}={value} setting of the same {', '.join(same)} (any budget: the "
-             f"FLOPs ratio tells equal epochs from equal compute); spread = the larger sample std over seeds, "
-             f"and a difference within it is no difference:", "",
-             "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    header = [
+        *keys,
+        "metric",
+        f"vs {value}: budget",
+        f"difference ({headline})",
+        "spread",
+        "n",
+        "train FLOPs ratio",
+        "reading",
+    ]
+    lines = [
+        f"Each setting minus each {key}={value} setting of the same {', '.join(same)} (any budget: the "
+        f"FLOPs ratio tells equal epochs from equal compute); spread = the larger sample std over seeds, "
+        f"and a difference within it is no difference:",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join("---" for _ in header) + "|",
+    ]
     for pair in pairs:
         group, base = pair["setting"], pair["baseline"]
         cells = [str(group.get(k) if group.get(k) not in (None, "") else "-") for k in keys]
-        cells += [group["metric"], str(base.get("budget") or "-"), _signed(pair["difference"]),
-                  _plain(pair["spread"]), f"{group['n']} vs {base['n']}", _ratio(pair["flops_ratio"]),
-                  pair["reading"]]
+        cells += [
+            group["metric"],
+            str(base.get("budget") or "-"),
+            _signed(pair["difference"]),
+            _plain(pair["spread"]),
+            f"{group['n']} vs {base['n']}",
+            _ratio(pair["flops_ratio"]),
+            pair["reading"],
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -6,6 +6,7 @@ with); a setting's row gives the mean, sample std and n of that level over
 seeds, for the variance of AdamW's second moment and the variance of |grad|
 over the FF weights. Dense runs log no diagnostics and have no row.
 """
+
 from __future__ import annotations
 
 import statistics
@@ -15,8 +16,10 @@ from pgfsparse.report.collect import read_events
 from pgfsparse.report.table import format_flops, sort_rows
 
 # (diagnostics key, plot panel title, table column: no "|", it would split a Markdown cell)
-NOISE_KEYS = (("sparsity/ff/exp_avg_sq_var", "(a) variance of AdamW's second moment, FF weights", "Var(AdamW v)"),
-              ("sparsity/ff/grad_abs_var", "(b) variance of |gradient|, FF weights", "Var(abs(grad))"))
+NOISE_KEYS = (
+    ("sparsity/ff/exp_avg_sq_var", "(a) variance of AdamW's second moment, FF weights", "Var(AdamW v)"),
+    ("sparsity/ff/grad_abs_var", "(b) variance of |gradient|, FF weights", "Var(abs(grad))"),
+)
 NOISE_COLUMNS = {key: column for key, _, column in NOISE_KEYS}
 NOISE_GROUP_BY = ("model", "sparsity", "recipe", "budget")
 
@@ -43,8 +46,11 @@ def noise_levels(rows: Iterable[Dict[str, Any]], window: int = 5) -> List[Dict[s
     for setting, levels in buckets.items():
         group: Dict[str, Any] = dict(zip(NOISE_GROUP_BY, setting))
         for key, values in levels.items():
-            group[key] = {"mean": statistics.mean(values), "n": len(values),
-                          "std": statistics.stdev(values) if len(values) > 1 else None}
+            group[key] = {
+                "mean": statistics.mean(values),
+                "n": len(values),
+                "std": statistics.stdev(values) if len(values) > 1 else None,
+            }
         groups.append(group)
     return sort_rows(groups, NOISE_GROUP_BY)
 
@@ -56,9 +62,13 @@ def noise_markdown(groups: List[Dict[str, Any]], window: int = 5) -> str:
     header = [*NOISE_GROUP_BY]
     for column in NOISE_COLUMNS.values():
         header += [column, "± std", "n"]
-    lines = [f"Gradient noise at the end of training (mean of the last {window} logged values per run; "
-             f"mean ± std over seeds):", "",
-             "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines = [
+        f"Gradient noise at the end of training (mean of the last {window} logged values per run; "
+        f"mean ± std over seeds):",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join("---" for _ in header) + "|",
+    ]
     for group in groups:
         cells = [str(group.get(k) if group.get(k) not in (None, "") else "-") for k in NOISE_GROUP_BY]
         for key in NOISE_COLUMNS:

@@ -8,28 +8,50 @@ shows it inline) and, given `out`, also writes <out>/<name>.png (dpi 150) and
 <name>.svg. A figure with nothing to draw raises NothingToPlot, one line saying why.
 Each recipe has one colour in every figure (RECIPE_COLORS), each sparsity one marker.
 """
+
 from __future__ import annotations
 
 import math
 import zlib
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, cast
 
 from pgfsparse.report.collect import read_events
 from pgfsparse.report.noise import NOISE_GROUP_BY, NOISE_KEYS
 from pgfsparse.report.table import density, sort_value, split_metrics
 
 RECIPE_COLORS = {
-    "dense": "#555555", "ste": "#8c564b", "srste": "#d62728", "mdgf_linear": "#17becf", "mdgf_exp": "#1f77b4",
-    "mdgf_step": "#9467bd", "sdgf_step": "#2ca02c", "sdgf_geo": "#ff7f0e", "sdgf_custom": "#e377c2",
+    "dense": "#555555",
+    "ste": "#8c564b",
+    "srste": "#d62728",
+    "mdgf_linear": "#17becf",
+    "mdgf_exp": "#1f77b4",
+    "mdgf_step": "#9467bd",
+    "sdgf_step": "#2ca02c",
+    "sdgf_geo": "#ff7f0e",
+    "sdgf_custom": "#e377c2",
 }
 _MORE_COLORS = ("#bcbd22", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173")
-SPARSITY_MARKERS = {"dense": "*", "2:4": "o", "1:4": "s", "1:8": "^", "1:16": "D", "1:32": "v", "1:64": "P",
-                    "1:128": "X"}
+SPARSITY_MARKERS = {
+    "dense": "*",
+    "2:4": "o",
+    "1:4": "s",
+    "1:8": "^",
+    "1:16": "D",
+    "1:32": "v",
+    "1:64": "P",
+    "1:128": "X",
+}
 _MORE_MARKERS = ("<", ">", "h", "p", "8", "d")
 _LINESTYLES = ("-", "--", ":", "-.")
-PERCENT_METRICS = {"top1": "top-1", "top5": "top-5", "token_acc": "token accuracy", "accuracy": "accuracy",
-                   "acc": "accuracy", "f1": "F1"}
+PERCENT_METRICS = {
+    "top1": "top-1",
+    "top5": "top-5",
+    "token_acc": "token accuracy",
+    "accuracy": "accuracy",
+    "acc": "accuracy",
+    "f1": "F1",
+}
 
 
 class NothingToPlot(ValueError):
@@ -55,8 +77,10 @@ def pareto_front(points: Iterable[Tuple[float, float]]) -> List[Tuple[float, flo
 def running_mean(values: Sequence[float], window: int = 5) -> List[float]:
     """Centred moving average; the window shrinks at the ends, so the output is as long as the input."""
     half = max(window, 1) // 2
-    return [sum(values[max(0, i - half):i + half + 1]) / len(values[max(0, i - half):i + half + 1])
-            for i in range(len(values))]
+    return [
+        sum(values[max(0, i - half) : i + half + 1]) / len(values[max(0, i - half) : i + half + 1])
+        for i in range(len(values))
+    ]
 
 
 def recipe_color(recipe: Optional[str]) -> str:
@@ -124,8 +148,13 @@ def _by(items: Iterable[Dict[str, Any]], *keys: str) -> Dict[Tuple, List[Dict[st
     return dict(sorted(out.items(), key=lambda kv: [order(k, v) for k, v in zip(keys, kv[0])]))
 
 
-def _legend(fig, recipes: Iterable[str], sparsities: Iterable[str] = (), extra: Sequence = (),
-            linestyles: Optional[Dict[str, str]] = None) -> None:
+def _legend(
+    fig,
+    recipes: Iterable[str],
+    sparsities: Iterable[str] = (),
+    extra: Sequence = (),
+    linestyles: Optional[Dict[str, str]] = None,
+) -> None:
     """One legend beside the panels: a colour per recipe, a marker (or line style) per sparsity."""
     from matplotlib.lines import Line2D
 
@@ -134,8 +163,9 @@ def _legend(fig, recipes: Iterable[str], sparsities: Iterable[str] = (), extra: 
         if linestyles is not None:
             handles.append(Line2D([], [], color="0.35", ls=linestyles[s], label=f"sparsity {s}"))
         else:
-            handles.append(Line2D([], [], color="0.35", marker=sparsity_marker(s), ls="none", ms=7,
-                                  label=f"sparsity {s}"))
+            handles.append(
+                Line2D([], [], color="0.35", marker=sparsity_marker(s), ls="none", ms=7, label=f"sparsity {s}")
+            )
     fig.legend(handles=[*handles, *extra], loc="outside right upper", fontsize="small", frameon=False)
 
 
@@ -203,19 +233,37 @@ def accuracy_vs_flops(groups: List[Dict[str, Any]], out: Optional[Path] = None):
     for ax, ((model, metric), items) in zip(axes, panels.items()):
         flops = [g["train_flops"] for g in items]
         for g, x in zip(items, dodged(flops)):
-            ax.errorbar(x, g["mean"], yerr=g.get("std") or 0, color=recipe_color(g.get("recipe")),
-                        marker=sparsity_marker(g.get("sparsity")), ms=8, ls="none", capsize=3, mec="white", mew=0.6)
+            ax.errorbar(
+                x,
+                g["mean"],
+                yerr=g.get("std") or 0,
+                color=recipe_color(g.get("recipe")),
+                marker=sparsity_marker(g.get("sparsity")),
+                ms=8,
+                ls="none",
+                capsize=3,
+                mec="white",
+                mew=0.6,
+            )
         front = pareto_front((g["train_flops"], g["mean"]) for g in items)
         xs, ys = [x for x, _ in front], [y for _, y in front]
         ax.step(xs + [max(flops)], ys + [ys[-1]], where="post", ls="--", lw=1.2, color="0.25", zorder=0)
         _log_flops_axis(ax, flops)
-        _style_axes(ax, f"{model}: {metric_name(metric)} vs training FLOPs", "training FLOPs (log scale)",
-                    metric_label(metric, items[0]["headline"] == "strict"))
-    for ax in axes[len(panels):]:
+        _style_axes(
+            ax,
+            f"{model}: {metric_name(metric)} vs training FLOPs",
+            "training FLOPs (log scale)",
+            metric_label(metric, items[0]["headline"] == "strict"),
+        )
+    for ax in axes[len(panels) :]:
         ax.set_visible(False)
-    front = Line2D([], [], ls="--", color="0.25", label="Pareto front (best at ≤ FLOPs)")
-    _legend(fig, _ordered((g.get("recipe") for g in points), "recipe"),
-            _ordered((g.get("sparsity") for g in points), "sparsity"), extra=[front])
+    front_key = Line2D([], [], ls="--", color="0.25", label="Pareto front (best at ≤ FLOPs)")
+    _legend(
+        fig,
+        _ordered((g.get("recipe") for g in points), "recipe"),
+        _ordered((g.get("sparsity") for g in points), "sparsity"),
+        extra=[front_key],
+    )
     save(fig, out, "accuracy_vs_flops")
     return fig
 
@@ -231,8 +279,9 @@ def accuracy_vs_sparsity(groups: List[Dict[str, Any]], out: Optional[Path] = Non
     valued = [g for g in groups if g.get("mean") is not None]
     sparse = [g for g in valued if g.get("sparsity") != "dense" and _plain_ratio(g.get("sparsity"))]
     if not sparse:
-        raise NothingToPlot("accuracy_vs_sparsity: needs finished runs with a single N:M pattern "
-                            "(found only dense or mixed patterns)")
+        raise NothingToPlot(
+            "accuracy_vs_sparsity: needs finished runs with a single N:M pattern (found only dense or mixed patterns)"
+        )
     dense = [g for g in valued if g.get("sparsity") == "dense"]
     panels = _by(sparse, "model", "metric")
     fig, axes = _figure(len(panels))
@@ -241,22 +290,36 @@ def accuracy_vs_sparsity(groups: List[Dict[str, Any]], out: Optional[Path] = Non
     styles = {v: _LINESTYLES[i % len(_LINESTYLES)] for i, v in enumerate(variants)}
     for ax, ((model, metric), items) in zip(axes, panels.items()):
         for (recipe, budget, variant), line in _by(items, "recipe", "budget", "variant").items():
-            line = sorted(line, key=lambda g: _plain_ratio(g["sparsity"]))
-            ax.errorbar([_plain_ratio(g["sparsity"]) for g in line], [g["mean"] for g in line],
-                        yerr=[g.get("std") or 0 for g in line], color=recipe_color(recipe), marker="o", ms=5,
-                        capsize=3, lw=1.6, ls=styles[(budget or "", variant or "")])
+            line = sorted(line, key=_single_ratio)
+            ax.errorbar(
+                [_single_ratio(g) for g in line],
+                [g["mean"] for g in line],
+                yerr=[g.get("std") or 0 for g in line],
+                color=recipe_color(recipe),
+                marker="o",
+                ms=5,
+                capsize=3,
+                lw=1.6,
+                ls=styles[(budget or "", variant or "")],
+            )
         for g in dense:
             if (g.get("model"), g.get("metric")) == (model, metric):
                 color = recipe_color(g.get("recipe"))
                 ax.axhline(g["mean"], color=color, ls=":", lw=1.5)
                 if g.get("std"):
                     ax.axhspan(g["mean"] - g["std"], g["mean"] + g["std"], color=color, alpha=0.12, lw=0)
-                ax.annotate(f"dense{' ' + g['budget'] if several_budgets and g.get('budget') else ''}",
-                            (0.01, g["mean"]), xycoords=("axes fraction", "data"), textcoords="offset points",
-                            xytext=(2, 3), fontsize="small", color=color)
-        ratios = {}
+                ax.annotate(
+                    f"dense{' ' + g['budget'] if several_budgets and g.get('budget') else ''}",
+                    (0.01, g["mean"]),
+                    xycoords=("axes fraction", "data"),
+                    textcoords="offset points",
+                    xytext=(2, 3),
+                    fontsize="small",
+                    color=color,
+                )
+        ratios: Dict[float, List[str]] = {}
         for g in items:
-            ratios.setdefault(_plain_ratio(g["sparsity"]), []).append(g["sparsity"])
+            ratios.setdefault(_single_ratio(g), []).append(g["sparsity"])
         ax.set_xscale("log", base=2)
         ax.set_xticks(sorted(ratios))
         ax.set_xticklabels(["/".join(sorted(set(ratios[r]))) for r in sorted(ratios)])
@@ -264,13 +327,19 @@ def accuracy_vs_sparsity(groups: List[Dict[str, Any]], out: Optional[Path] = Non
         if len(ratios) == 1:  # one tick: give the axis some width around it
             only = next(iter(ratios))
             ax.set_xlim(only / 1.5, only * 1.5)
-        _style_axes(ax, f"{model}: {metric_name(metric)} vs N:M sparsity",
-                    "N:M pattern (M/N on a log2 scale; sparser to the right)",
-                    metric_label(metric, items[0]["headline"] == "strict"))
-    for ax in axes[len(panels):]:
+        _style_axes(
+            ax,
+            f"{model}: {metric_name(metric)} vs N:M sparsity",
+            "N:M pattern (M/N on a log2 scale; sparser to the right)",
+            metric_label(metric, items[0]["headline"] == "strict"),
+        )
+    for ax in axes[len(panels) :]:
         ax.set_visible(False)
-    extra = [Line2D([], [], color="0.35", ls=ls, label=" ".join(x for x in v if x)) for v, ls in styles.items()
-             if len(styles) > 1]
+    extra = [
+        Line2D([], [], color="0.35", ls=ls, label=" ".join(x for x in v if x))
+        for v, ls in styles.items()
+        if len(styles) > 1
+    ]
     _legend(fig, _ordered((g.get("recipe") for g in sparse + dense), "recipe"), extra=extra)
     save(fig, out, "accuracy_vs_sparsity")
     return fig
@@ -284,8 +353,14 @@ def _plain_ratio(sparsity: Optional[str]) -> Optional[float]:
     return 1 / d if d else None
 
 
-def training_curves(rows: List[Dict[str, Any]], metric: Optional[str] = None, strict: bool = False,
-                    out: Optional[Path] = None):
+def _single_ratio(group: Dict[str, Any]) -> float:
+    """M/N of a group with a single N:M pattern."""
+    return cast(float, _plain_ratio(group["sparsity"]))  # accuracy_vs_sparsity keeps only those groups
+
+
+def training_curves(
+    rows: List[Dict[str, Any]], metric: Optional[str] = None, strict: bool = False, out: Optional[Path] = None
+):
     """Eval metric (when logged more than once) and train loss vs training FLOPs, from each run's metrics.jsonl.
 
     Each seed is a thin line; the mean over seeds of a setting is a thick one.
@@ -297,10 +372,16 @@ def training_curves(rows: List[Dict[str, Any]], metric: Optional[str] = None, st
             continue
         name = split_metrics(metric)[0] or row.get("eval_metric")  # curves of the first metric asked for
         key = f"{'eval_strict' if strict else 'eval'}/{name}"
-        loss = [(e["step"], e["train_flops"], e["train/loss"]) for e in read_events(row.get("path"), "train")
-                if e.get("train/loss") is not None and e.get("train_flops") is not None]
-        evals = [(e["step"], e["train_flops"], e[key]) for e in read_events(row.get("path"), "eval")
-                 if e.get(key) is not None and e.get("train_flops") is not None]
+        loss = [
+            (e["step"], e["train_flops"], e["train/loss"])
+            for e in read_events(row.get("path"), "train")
+            if e.get("train/loss") is not None and e.get("train_flops") is not None
+        ]
+        evals = [
+            (e["step"], e["train_flops"], e[key])
+            for e in read_events(row.get("path"), "eval")
+            if e.get(key) is not None and e.get("train_flops") is not None
+        ]
         if loss or len(evals) > 1:
             runs.append({**row, "_loss": loss, "_eval": evals, "_metric": name})
     if not runs:
@@ -308,8 +389,9 @@ def training_curves(rows: List[Dict[str, Any]], metric: Optional[str] = None, st
     show_eval = any(len(r["_eval"]) > 1 for r in runs)
     models = _by(runs, "model")
     fig, axes = _figure(len(models) * (2 if show_eval else 1), rows=len(models), height=3.8)
-    styles = {s: _LINESTYLES[i % len(_LINESTYLES)] for i, s in enumerate(_ordered((r["sparsity"] for r in runs),
-                                                                                    "sparsity"))}
+    styles = {
+        s: _LINESTYLES[i % len(_LINESTYLES)] for i, s in enumerate(_ordered((r["sparsity"] for r in runs), "sparsity"))
+    }
     cols = 2 if show_eval else 1
     for i, ((model,), items) in enumerate(models.items()):
         panels = [("_eval", axes[i * cols])] if show_eval else []
@@ -319,19 +401,27 @@ def training_curves(rows: List[Dict[str, Any]], metric: Optional[str] = None, st
                 color, ls = recipe_color(setting[0]), styles.get(setting[1], "-")
                 curves = [r[field] for r in seeds if r[field]]
                 for curve in curves:
-                    ax.plot([c[1] for c in curve], [c[2] for c in curve], color=color, ls=ls,
-                            lw=0.7 if len(curves) > 1 else 1.6, alpha=0.45 if len(curves) > 1 else 0.9)
+                    ax.plot(
+                        [c[1] for c in curve],
+                        [c[2] for c in curve],
+                        color=color,
+                        ls=ls,
+                        lw=0.7 if len(curves) > 1 else 1.6,
+                        alpha=0.45 if len(curves) > 1 else 0.9,
+                    )
                 if len(curves) > 1:
                     _, flops, values = _mean_over_seeds(curves)
                     ax.plot(flops, values, color=color, ls=ls, lw=2.0)
             shown = items[0]["_metric"]
             if field == "_eval":
-                _style_axes(ax, f"{model}: {metric_name(shown)} during training", "training FLOPs",
-                            metric_label(shown, strict))
+                _style_axes(
+                    ax, f"{model}: {metric_name(shown)} during training", "training FLOPs", metric_label(shown, strict)
+                )
             else:
                 _style_axes(ax, f"{model}: training loss", "training FLOPs", "train loss")
-    _legend(fig, _ordered((r["recipe"] for r in runs), "recipe"), list(styles) if len(styles) > 1 else (),
-            linestyles=styles)
+    _legend(
+        fig, _ordered((r["recipe"] for r in runs), "recipe"), list(styles) if len(styles) > 1 else (), linestyles=styles
+    )
     save(fig, out, "training_curves")
     return fig
 
@@ -355,13 +445,17 @@ def gradient_noise(rows: List[Dict[str, Any]], window: int = 5, out: Optional[Pa
                 setting = tuple(row.get(k) for k in NOISE_GROUP_BY)
                 series.setdefault(setting, {}).setdefault(key, []).append(curve)
     if not series:
-        raise NothingToPlot("gradient_noise: no diagnostics (sparsity/ff/... lines in metrics.jsonl or "
-                            "diagnostics.jsonl); dense runs log none")
+        raise NothingToPlot(
+            "gradient_noise: no diagnostics (sparsity/ff/... lines in metrics.jsonl or "
+            "diagnostics.jsonl); dense runs log none"
+        )
     settings = [dict(zip(NOISE_GROUP_BY, s)) for s in series]
     several = {k: len({s[k] for s in settings}) > 1 for k in NOISE_GROUP_BY}
     # a line style per (sparsity, budget): SR-STE at equal epochs and at equal FLOPs are two lines
-    variants = sorted({(s["sparsity"], s["budget"] or "") for s in settings},
-                      key=lambda v: (sort_value("sparsity", v[0]), sort_value("budget", v[1])))
+    variants = sorted(
+        {(s["sparsity"], s["budget"] or "") for s in settings},
+        key=lambda v: (sort_value("sparsity", v[0]), sort_value("budget", v[1])),
+    )
     styles = {v: _LINESTYLES[i % len(_LINESTYLES)] for i, v in enumerate(variants)}
     fig, axes = _figure(2, height=4.2)
     order = sorted(series, key=lambda s: [sort_value(k, v) for k, v in zip(NOISE_GROUP_BY, s)])
@@ -376,12 +470,22 @@ def gradient_noise(rows: List[Dict[str, Any]], window: int = 5, out: Optional[Pa
             kept = [(s, v) for s, v in zip(steps, smooth) if v > 0]
             if not kept:
                 continue
-            model, sparsity, recipe, budget = (setting[NOISE_GROUP_BY.index(k)]
-                                               for k in ("model", "sparsity", "recipe", "budget"))
-            label = " ".join([recipe] + [str(v) for k, v in (("sparsity", sparsity), ("budget", budget))
-                                         if several[k] and v] + ([f"[{model}]"] if several["model"] else []))
-            ax.plot([s for s, _ in kept], [v for _, v in kept], color=recipe_color(recipe),
-                    ls=styles[(sparsity, budget or "")], lw=1.8, label=label)
+            model, sparsity, recipe, budget = (
+                setting[NOISE_GROUP_BY.index(k)] for k in ("model", "sparsity", "recipe", "budget")
+            )
+            label = " ".join(
+                [recipe]
+                + [str(v) for k, v in (("sparsity", sparsity), ("budget", budget)) if several[k] and v]
+                + ([f"[{model}]"] if several["model"] else [])
+            )
+            ax.plot(
+                [s for s, _ in kept],
+                [v for _, v in kept],
+                color=recipe_color(recipe),
+                ls=styles[(sparsity, budget or "")],
+                lw=1.8,
+                label=label,
+            )
             drawn += 1
         if drawn:
             ax.set_yscale("log")
@@ -400,15 +504,23 @@ def _mean_over_seeds(curves: List[List[Tuple[int, float, float]]]) -> Tuple[List
         for step, flops, value in curve:
             at.setdefault(step, []).append((flops, value))
     steps = sorted(at)
-    return (steps, [sum(f for f, _ in at[s]) / len(at[s]) for s in steps],
-            [sum(v for _, v in at[s]) / len(at[s]) for s in steps])
+    return (
+        steps,
+        [sum(f for f, _ in at[s]) / len(at[s]) for s in steps],
+        [sum(v for _, v in at[s]) / len(at[s]) for s in steps],
+    )
 
 
 FIGURES = ("accuracy_vs_flops", "accuracy_vs_sparsity", "training_curves", "gradient_noise")
 
 
-def draw_all(groups: List[Dict[str, Any]], rows: List[Dict[str, Any]], out: Path, metric: Optional[str] = None,
-             strict: bool = False) -> List[str]:
+def draw_all(
+    groups: List[Dict[str, Any]],
+    rows: List[Dict[str, Any]],
+    out: Path,
+    metric: Optional[str] = None,
+    strict: bool = False,
+) -> List[str]:
     """Every figure into `out`; one line per figure saying what was written or why it was skipped."""
     makers = {
         "accuracy_vs_flops": lambda: accuracy_vs_flops(groups, out),

@@ -7,6 +7,7 @@ trained and strict N:M, and mean training FLOPs, inference FLOPs and wall time.
 Rows sort by model, sparsity from dense to sparsest, then a fixed recipe order,
 so tables from different sweeps line up.
 """
+
 from __future__ import annotations
 
 import csv
@@ -20,7 +21,7 @@ from pgfsparse.sparsity.recipes import RECIPES
 
 DEFAULT_GROUP_BY = ("model", "sparsity", "recipe", "budget")
 GROUP_KEYS = tuple(RUN_COLUMNS) + ("variant",)
-RECIPE_ORDER = tuple(RECIPES)  # dense, ste, srste, mdgf_*, sdgf_*: the README's recipe-table order
+RECIPE_ORDER = tuple(RECIPES)  # dense, ste, srste, mdgf_*, sdgf_*: the recipe table's order (docs/recipes.md)
 LABELS = {"as_trained": "as trained", "strict": "strict N:M"}
 
 
@@ -76,8 +77,12 @@ def metric_values(row: Dict[str, Any], metric: Optional[str]) -> Tuple[Optional[
     return metric, evals.get(f"eval/{metric}"), evals.get(f"eval_strict/{metric}")
 
 
-def summarize(rows: Iterable[Dict[str, Any]], metric: Optional[str] = None, strict: bool = False,
-              group_by: Sequence[str] = DEFAULT_GROUP_BY) -> List[Dict[str, Any]]:
+def summarize(
+    rows: Iterable[Dict[str, Any]],
+    metric: Optional[str] = None,
+    strict: bool = False,
+    group_by: Sequence[str] = DEFAULT_GROUP_BY,
+) -> List[Dict[str, Any]]:
     """One dict per group of finished runs and metric, sorted; `mean`, `std`, `n` are the headline's.
 
     `metric` None = each run's headline; 'token_acc,bleu' = a row per setting for each, in that order.
@@ -89,10 +94,12 @@ def summarize(rows: Iterable[Dict[str, Any]], metric: Optional[str] = None, stri
     finished = [r for r in rows if r.get("status") == "finished"]
     for name in metrics:
         if name and finished and not any(metric_values(r, name)[1] is not None for r in finished):
-            raise ReportError(f"no finished run has eval/{name}: choose one of "
-                              f"{', '.join(available_metrics(finished))}")
-    keys = list(group_by) + (["variant"] if "variant" not in group_by and any(r.get("variant") for r in finished)
-                             else [])
+            raise ReportError(
+                f"no finished run has eval/{name}: choose one of {', '.join(available_metrics(finished))}"
+            )
+    keys = list(group_by) + (
+        ["variant"] if "variant" not in group_by and any(r.get("variant") for r in finished) else []
+    )
     buckets: Dict[Tuple, List[Dict[str, Any]]] = {}
     for row in finished:
         for wanted in metrics:
@@ -119,9 +126,11 @@ def summarize(rows: Iterable[Dict[str, Any]], metric: Optional[str] = None, stri
 
 def _stats(prefix: str, values: List[Any]) -> Dict[str, Any]:
     values = [float(v) for v in values if v is not None]
-    return {f"{prefix}_mean": statistics.mean(values) if values else None,
-            f"{prefix}_std": statistics.stdev(values) if len(values) > 1 else None,
-            f"{prefix}_n": len(values)}
+    return {
+        f"{prefix}_mean": statistics.mean(values) if values else None,
+        f"{prefix}_std": statistics.stdev(values) if len(values) > 1 else None,
+        f"{prefix}_n": len(values),
+    }
 
 
 def _mean(values: List[Any]) -> Optional[float]:
@@ -179,8 +188,7 @@ def to_markdown(groups: List[Dict[str, Any]]) -> str:
         cells = [str(g.get(k) if g.get(k) not in (None, "") else "-") for k in keys] + [g["metric"]]
         for part in order:
             cells += [_fmt(g[f"{part}_mean"]), _fmt(g[f"{part}_std"]), str(g[f"{part}_n"])]
-        cells += [format_flops(g["train_flops"]), format_flops(g["inference_flops"]),
-                  format_minutes(g["wall_seconds"])]
+        cells += [format_flops(g["train_flops"]), format_flops(g["inference_flops"]), format_minutes(g["wall_seconds"])]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -192,19 +200,26 @@ def notes_markdown(rows: Iterable[Dict[str, Any]], metric: Optional[str] = None)
     for state, title in (("failed", "Failed"), ("unfinished", "Unfinished"), ("running", "Running")):
         named = sort_rows([r for r in rows if r.get("status") == state], ["run_name"])
         if named:
-            out.append(f"{title}:\n" + "".join(f"- {r['run_name']}: {r.get('error') or 'no error recorded'}"
-                                               f"{_where(r)}\n" for r in named))
+            out.append(
+                f"{title}:\n"
+                + "".join(f"- {r['run_name']}: {r.get('error') or 'no error recorded'}{_where(r)}\n" for r in named)
+            )
     for name in split_metrics(metric):
         if name is None:
             continue
-        lacking = [r["run_name"] for r in rows if r.get("status") == "finished"
-                   and metric_values(r, name)[1] is None and metric_values(r, name)[2] is None]
+        lacking = [
+            r["run_name"]
+            for r in rows
+            if r.get("status") == "finished" and metric_values(r, name)[1] is None and metric_values(r, name)[2] is None
+        ]
         if lacking:
             out.append(f"Without eval/{name} (left out of the table): {', '.join(sorted(lacking))}\n")
     skipped = sum(r.get("status") == "skipped" for r in rows)
     if skipped:
-        out.append(f"Skipped grid corners: {skipped} (impossible settings, e.g. a sparse recipe with "
-                   f"sparsity=dense; not failures)\n")
+        out.append(
+            f"Skipped grid corners: {skipped} (impossible settings, e.g. a sparse recipe with "
+            f"sparsity=dense; not failures)\n"
+        )
     return "\n".join(out)
 
 
@@ -215,8 +230,9 @@ def _where(row: Dict[str, Any]) -> str:
 # -- CSV -----------------------------------------------------------------------------------------
 def write_runs_csv(rows: Iterable[Dict[str, Any]], path: Path) -> None:
     """runs.csv: one line per run (skipped grid corners left out), columns as RUN_COLUMNS."""
-    kept = sort_rows([r for r in rows if r.get("status") != "skipped"], ["model", "sparsity", "recipe", "seed",
-                                                                          "run_name"])
+    kept = sort_rows(
+        [r for r in rows if r.get("status") != "skipped"], ["model", "sparsity", "recipe", "seed", "run_name"]
+    )
     with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=RUN_COLUMNS, extrasaction="ignore")
         writer.writeheader()

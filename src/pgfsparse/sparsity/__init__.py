@@ -1,4 +1,5 @@
 """The N:M sparsity engine: masks, recipes, schedules, the weight parametrization, the Sparsifier."""
+
 from pgfsparse.sparsity.masks import nm_mask
 from pgfsparse.sparsity.pattern import NM, parse_pattern
 from pgfsparse.sparsity.recipes import (
@@ -17,7 +18,23 @@ from pgfsparse.sparsity.sparsifier import Sparsifier, sparsify
 from pgfsparse.sparsity.targets import LAYER_MAPS, LOCATIONS, Rule
 
 __all__ = [
-    "ALIASES", "LAYER_MAPS", "LOCATIONS", "NM", "RECIPES", "Recipe", "Rule", "Schedule", "Sparsifier",
-    "StepState", "canonical_recipe_name", "geometric_ladder", "load_recipe_class", "make_recipe", "nm_mask",
-    "parse_pattern", "register", "sparsify", "stepwise_ladder",
+    "ALIASES",
+    "LAYER_MAPS",
+    "LOCATIONS",
+    "NM",
+    "RECIPES",
+    "Recipe",
+    "Rule",
+    "Schedule",
+    "Sparsifier",
+    "StepState",
+    "canonical_recipe_name",
+    "geometric_ladder",
+    "load_recipe_class",
+    "make_recipe",
+    "nm_mask",
+    "parse_pattern",
+    "register",
+    "sparsify",
+    "stepwise_ladder",
 ]

@@ -14,30 +14,34 @@ Q/K/V blocks of a fused weight) plus model-wide ``"ff/..."`` entries:
   ff/exp_avg_sq_var  variance of Adam's exp_avg_sq over all FF weights (curve a), if an
                    optimizer with that state is passed
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Dict, Optional, Tuple
 
 import torch
 
+from pgfsparse.sparsity.masked_weight import latent_weight, weight_of
+
 if TYPE_CHECKING:  # pragma: no cover
     from pgfsparse.sparsity.sparsifier import Sparsifier
 
 
 @torch.no_grad()
-def collect(sparsifier: "Sparsifier", previous_masks: Dict[str, torch.Tensor],
-            optimizer: Optional[torch.optim.Optimizer] = None) -> Tuple[Dict[str, float], Dict[str, torch.Tensor]]:
+def collect(
+    sparsifier: "Sparsifier", previous_masks: Dict[str, torch.Tensor], optimizer: Optional[torch.optim.Optimizer] = None
+) -> Tuple[Dict[str, float], Dict[str, torch.Tensor]]:
     """(the diagnostics, the masks they saw): the caller keeps the masks for the next call's SAD."""
     out: Dict[str, float] = {}
     masks: Dict[str, torch.Tensor] = {}
     ff_grads, ff_second_moments = [], []
     for name, param in sparsifier.layers.items():
         module = sparsifier.model.get_submodule(name)
-        latent = module.parametrizations.weight.original
+        latent = latent_weight(module)
         grad = latent.grad
         mask = param.mask
         previous = previous_masks.get(name)
-        effective = module.weight
+        effective = weight_of(module)
         for seg in param.segments:
             key = name if len(param.segments) == 1 else f"{name}[{seg.location}]"
             kept = mask[seg.rows]

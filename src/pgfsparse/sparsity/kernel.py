@@ -10,6 +10,7 @@ Where it cannot be built (no compiler, a read-only cache) masks.py uses its pure
 path, which gives the same masks, after one line on stderr. ``PGF_MASK_KERNEL=0``
 turns the kernel off.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -66,8 +67,14 @@ def _load() -> ctypes.CDLL:
         raise RuntimeError("a stale library in the cache")
     for name in ("pgf_nm_select_u16", "pgf_nm_select_u32"):
         function = getattr(library, name)
-        function.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64,
-                             ctypes.c_int]
+        function.argtypes = [
+            ctypes.c_void_p,
+            ctypes.c_void_p,
+            ctypes.c_int64,
+            ctypes.c_int64,
+            ctypes.c_int64,
+            ctypes.c_int,
+        ]
         function.restype = None
     return library
 
@@ -84,6 +91,9 @@ def library() -> Optional[ctypes.CDLL]:
                 _library = _load()
             except Exception as error:  # any failure: the pure-torch path gives the same masks
                 message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-                print(f"pgfsparse: the compiled mask kernel is unavailable ({message}); using the pure-torch "
-                      "path (same masks, slower)", file=sys.stderr)
+                print(
+                    f"pgfsparse: the compiled mask kernel is unavailable ({message}); using the pure-torch "
+                    "path (same masks, slower)",
+                    file=sys.stderr,
+                )
     return _library

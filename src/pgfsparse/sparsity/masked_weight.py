@@ -9,10 +9,11 @@ The dense phase returns W itself: no autograd node, no cost.
 `MaskedWeight` is a `torch.nn.utils.parametrize` parametrization: the model's
 code is untouched and `module.weight` simply reads the masked value.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import Any, List, Optional, cast
 
 import torch
 from torch import nn
@@ -61,6 +62,11 @@ class Segment:
 
 class MaskedWeight(nn.Module):
     """Parametrization holding one layer's mask state. Driven by `Sparsifier.step`."""
+
+    # buffers, registered in __init__ (declared here for the type checker)
+    mask: torch.Tensor
+    multiplier: torch.Tensor
+    penalty: Optional[torch.Tensor]
 
     def __init__(self, weight: torch.Tensor, segments: List[Segment], layout: str = "row"):
         super().__init__()
@@ -123,3 +129,14 @@ class MaskedWeight(nn.Module):
     def extra_repr(self) -> str:
         parts = [f"{s.location}[{s.rows.start}:{s.rows.stop}]={s.target}" for s in self.segments]
         return f"{', '.join(parts)}, layout={self.layout}, D={self.decay:g}, active={self.active}"
+
+
+def weight_of(module: nn.Module) -> torch.Tensor:
+    """`module.weight` (W~ once attached), typed: torch types a module's attributes as Tensor | Module."""
+    return cast(torch.Tensor, module.weight)  # only layers with a weight tensor are ever matched or attached
+
+
+def latent_weight(module: nn.Module) -> torch.Tensor:
+    """The dense trainable W behind a parametrized weight."""
+    parametrized: Any = module  # `parametrizations.weight.original` exists only at run time, untyped
+    return parametrized.parametrizations.weight.original

@@ -28,7 +28,7 @@ float ops on CPU). Which pure-torch path serves which pattern:
   each group's N-th and (N+1)-th largest; keep ``|w| >= N-th``. Where the two
   differ this is exact; where they are equal (a tie at the threshold) only
   those groups are redone by `top_n_per_group`. Measured 2-5x faster than a
-  sort-based selection (benchmarks/mask_speed.py, README "Speed").
+  sort-based selection (benchmarks/mask_speed.py, docs/benchmarks.md).
 * N = 1 with other M (1:128): an argmax of the integer magnitudes (exact).
   N = M - 1 with other M: one `amin` reduction and a threshold; one count
   checks that every group kept N, else the groups that did not are redone by
@@ -38,6 +38,7 @@ float ops on CPU). Which pure-torch path serves which pattern:
   N = M - 1 prunes the argmin, and any other N thresholds each group at a
   partial `topk` of its smaller side (N kept or M - N pruned).
 """
+
 from __future__ import annotations
 
 import functools
@@ -45,6 +46,7 @@ import functools
 import torch
 
 LAYOUTS = ("row", "col", "conv")
+
 
 class IndivisibleError(ValueError):
     """The group dimension of a weight is not a multiple of M."""
@@ -178,7 +180,7 @@ def _magnitude_keys(weight: torch.Tensor, m: int) -> torch.Tensor:
     the float ops (which convert). One temporary the size of the weight.
     """
     int_dtype = _INT_OF_FLOAT[weight.dtype]
-    return (weight.detach().reshape(-1, m).view(int_dtype) & torch.iinfo(int_dtype).max)
+    return weight.detach().reshape(-1, m).view(int_dtype) & torch.iinfo(int_dtype).max
 
 
 _INT_OF_FLOAT = {
@@ -248,6 +250,7 @@ def _fast_top_n(weight: torch.Tensor, n: int, m: int) -> torch.Tensor:
         library = _kernel_library()
         if library is not None:
             return _kernel_mask(library, weight, n, m)
+    tied: torch.Tensor | None  # the groups to redo with the tie rule (None: none)
     if weight.dtype in _INT_OF_FLOAT and m & (m - 1) == 0 and m <= _MAX_NETWORK_M:
         mask, tied = _network_mask(_magnitude_keys(weight, m), n)
     elif weight.dtype in _INT_OF_FLOAT and n in (1, m - 1):

@@ -4,6 +4,7 @@ A pattern "N:M" keeps N of every M consecutive weights. It is written as a
 string everywhere a user types one (CLI, YAML, Python) and carried around as an
 immutable `NM` value inside the engine.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -54,9 +55,7 @@ def parse_pattern(value: PatternLike) -> NM:
             return NM(int(parts[0]), int(parts[1]))
     if isinstance(value, int):
         # YAML reads an unquoted 1:16 as the base-60 integer 76.
-        raise ValueError(
-            f"N:M pattern arrived as the integer {value}: quote it in YAML ('1:16')"
-        )
+        raise ValueError(f"N:M pattern arrived as the integer {value}: quote it in YAML ('1:16')")
     raise ValueError(f"cannot read N:M pattern {value!r}: write it as 'N:M', e.g. '1:16'")
 
 

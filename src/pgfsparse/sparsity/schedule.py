@@ -9,6 +9,7 @@ gradient accumulation (call with the optimizer step) and testing need no
 bookkeeping. `j` is the sparse-step counter: 0 at the first step after the
 dense warm-up.
 """
+
 from __future__ import annotations
 
 import math

@@ -14,6 +14,7 @@ The model's state_dict keeps its plain timm/HF keys while attached, so plain
 checkpoints load into a sparsified model and back. The sparsifier's own
 `state_dict()` holds what a resumed run needs (step, masks).
 """
+
 from __future__ import annotations
 
 import math
@@ -24,9 +25,10 @@ from typing import Dict, Iterator, List, Optional
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
+from torch.utils.hooks import RemovableHandle
 
 from pgfsparse.sparsity import diagnostics as _diagnostics
-from pgfsparse.sparsity.masked_weight import MaskedWeight, Segment
+from pgfsparse.sparsity.masked_weight import MaskedWeight, Segment, latent_weight, weight_of
 from pgfsparse.sparsity.masks import group_dim_size
 from pgfsparse.sparsity.pattern import NM, parse_pattern
 from pgfsparse.sparsity.recipes import Recipe, make_recipe
@@ -56,7 +58,7 @@ class Sparsifier:
         self.locations: Dict[str, List[str]] = {}  # layer name -> its locations
         self.skipped: List[Dict[str, str]] = []
         self.current_step: Optional[int] = None
-        self._hooks = []
+        self._hooks: List[RemovableHandle] = []
         self._logged_masks: Dict[str, torch.Tensor] = {}
         if self.patterns:
             self._attach(resolve_layer_map(model, layer_map), allow_skip)
@@ -76,7 +78,7 @@ class Sparsifier:
         for match in matches:
             if _is_parametrized(match.module):
                 raise ValueError(f"layer {match.name!r} already has a weight parametrization: remove it first")
-            weight = match.module.weight
+            weight = weight_of(match.module)
             layout = "conv" if weight.dim() > 2 else self.layout
             try:
                 segments = [self._segment(match.name, weight, loc, rows, layout) for loc, rows in match.blocks]
@@ -88,7 +90,7 @@ class Sparsifier:
                 continue
             plans.append((match, segments, layout))
         for match, segments, layout in plans:
-            param = MaskedWeight(match.module.weight, segments, layout)
+            param = MaskedWeight(weight_of(match.module), segments, layout)
             parametrize.register_parametrization(match.module, "weight", param)
             self._hooks += [
                 match.module.register_state_dict_post_hook(_plain_keys_on_save),
@@ -135,12 +137,15 @@ class Sparsifier:
             param.refresh_masks(weight, stale)
             for seg, st in zip(param.segments, states):
                 seg.version = st.mask_version
-            param.set_decay(states[0].decay, self.recipe.extra_gradient(self.schedule.sparse_step(step), self.schedule),
-                            mask_changed=any(p is not None for p in stale))
+            srste_lambda = self.recipe.extra_gradient(self.schedule.sparse_step(step), self.schedule)
+            param.set_decay(states[0].decay, srste_lambda, mask_changed=any(p is not None for p in stale))
         self.current_step = step
 
     def set_total_steps(self, total_steps: int) -> None:
-        """Re-plan the phases for a new run length (e.g. once a FLOP budget is converted); before the first step only."""
+        """Re-plan the phases for a new run length (e.g. once a FLOP budget is converted).
+
+        Before the first step only.
+        """
         if self.current_step is not None:
             raise RuntimeError("set_total_steps() must come before the first step()")
         self.schedule = Schedule(self.recipe, total_steps)
@@ -175,7 +180,8 @@ class Sparsifier:
         state = self.model.state_dict()
         with self.view(view):
             for name in self.layers:
-                state[f"{name}.weight" if name else "weight"] = self.model.get_submodule(name).weight.detach().clone()
+                weight = weight_of(self.model.get_submodule(name))
+                state[f"{name}.weight" if name else "weight"] = weight.detach().clone()
         return state
 
     def remove(self, view: str = "strict") -> nn.Module:
@@ -228,14 +234,18 @@ class Sparsifier:
                 f"this one is {self.recipe.name} over {self.schedule.total_steps}: resume with the same settings"
             )
         current = self._settings()
-        # Only the knobs both know: checkpoints before 0.2 saved every recipe's knobs, used or not.
+        # Only the knobs both know: 0.1.0 checkpoints written before recipes became plug-ins (52ea80b)
+        # saved every recipe's knobs, used or not.
         differing = sorted(k for k, v in state.get("settings", {}).items() if k in current and current[k] != v)
         if differing:
             raise ValueError(
-                f"sparsifier state was saved with other settings ({', '.join(differing)}): resume with the same settings"
+                f"sparsifier state was saved with other settings ({', '.join(differing)}): "
+                "resume with the same settings"
             )
         if set(state["layers"]) != set(self.layers):
-            raise ValueError("sparsifier state names other layers than this model's sparse layers: same model and targets?")
+            raise ValueError(
+                "sparsifier state names other layers than this model's sparse layers: same model and targets?"
+            )
         for name, param in self.layers.items():
             saved = state["layers"][name]
             param.mask.copy_(_unpack_bits(saved["mask"], param.mask.shape).to(param.mask.device))
@@ -252,8 +262,11 @@ class Sparsifier:
                 if self.schedule.phase(step) == DENSE:
                     param.deactivate()
                 else:
-                    param.set_decay(decay, self.recipe.extra_gradient(self.schedule.sparse_step(step), self.schedule),
-                                    mask_changed=True)
+                    param.set_decay(
+                        decay,
+                        self.recipe.extra_gradient(self.schedule.sparse_step(step), self.schedule),
+                        mask_changed=True,
+                    )
 
     # -- reporting ---------------------------------------------------------------
     def summary(self) -> dict:
@@ -271,8 +284,12 @@ class Sparsifier:
                     "name": name,
                     "shape": list(param.mask.shape),
                     "segments": [
-                        {"location": seg.location, "rows": [seg.rows.start, seg.rows.stop],
-                         "target": str(seg.target), "ladder": [str(r) for r in seg.ladder]}
+                        {
+                            "location": seg.location,
+                            "rows": [seg.rows.start, seg.rows.stop],
+                            "target": str(seg.target),
+                            "ladder": [str(r) for r in seg.ladder],
+                        }
                         for seg in param.segments
                     ],
                 }
@@ -291,7 +308,10 @@ class Sparsifier:
 
     def __repr__(self) -> str:
         counts = ", ".join(f"{k}={v}" for k, v in self.count().items()) or "none"
-        return f"Sparsifier(recipe={self.recipe.name}, patterns={self.patterns}, layers: {counts}, step={self.current_step})"
+        return (
+            f"Sparsifier(recipe={self.recipe.name}, patterns={self.patterns}, layers: {counts}, "
+            f"step={self.current_step})"
+        )
 
 
 def sparsify(
@@ -324,7 +344,10 @@ def sparsify(
         return Sparsifier(model, {}, recipe, total_steps)
     patterns = resolve_patterns(pattern, targets)
     if not patterns:
-        raise ValueError(f"recipe {recipe.name} needs an N:M pattern, got {pattern!r}: give e.g. pattern='1:16' or use recipe='dense'")
+        raise ValueError(
+            f"recipe {recipe.name} needs an N:M pattern, got {pattern!r}: "
+            "give e.g. pattern='1:16' or use recipe='dense'"
+        )
     return Sparsifier(model, patterns, recipe, total_steps, layer_map, layout, allow_skip)
 
 
@@ -335,7 +358,7 @@ def _is_parametrized(module: nn.Module) -> bool:
 
 def _latent(model: nn.Module, name: str) -> torch.Tensor:
     """The dense trainable W behind a parametrized weight."""
-    return model.get_submodule(name).parametrizations.weight.original
+    return latent_weight(model.get_submodule(name))
 
 
 _ORIGINAL = "parametrizations.weight.original"
@@ -357,7 +380,7 @@ def _pack_bits(mask: torch.Tensor) -> torch.Tensor:
     """Bool tensor -> uint8, 8 entries per byte (checkpoint masks at 1/32 of fp32 weight size)."""
     flat = mask.flatten().to(torch.uint8)
     flat = torch.nn.functional.pad(flat, (0, (-flat.numel()) % 8))
-    weights = (1 << torch.arange(8, dtype=torch.uint8, device=mask.device))
+    weights = 1 << torch.arange(8, dtype=torch.uint8, device=mask.device)
     return (flat.view(-1, 8) * weights).sum(dim=1, dtype=torch.uint8).cpu()
 
 

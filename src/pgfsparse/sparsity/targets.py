@@ -13,13 +13,16 @@ Embeddings, patch embeddings, heads, norms, Swin's relative-position MLP and
 patch merging are never in a built-in map: they stay dense unless a user map
 names them.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
 from torch import nn
+from torch.nn.utils import parametrize
 
+from pgfsparse.sparsity.masked_weight import weight_of
 from pgfsparse.sparsity.pattern import NM, is_dense, parse_pattern
 
 LOCATIONS = ("ff", "q", "k", "v", "attn_out")
@@ -97,8 +100,7 @@ def resolve_layer_map(model: nn.Module, layer_map: Optional[LayerMapLike]) -> Di
     for location, rules in layer_map.items():
         rules = [rules] if isinstance(rules, (str, Rule)) else rules
         resolved[location] = [
-            r if isinstance(r, Rule) else Rule(r) if isinstance(r, str) else Rule(r[0], tuple(r[1]))
-            for r in rules
+            r if isinstance(r, Rule) else Rule(r) if isinstance(r, str) else Rule(r[0], tuple(r[1])) for r in rules
         ]
     return resolved
 
@@ -184,11 +186,11 @@ def find_layers(model: nn.Module, layer_map: Dict[str, List[Rule]], locations: I
 
 
 def _is_parametrized(module: nn.Module) -> bool:
-    return hasattr(module, "parametrizations") and "weight" in module.parametrizations
+    return parametrize.is_parametrized(module, "weight")
 
 
 def _rows(module: nn.Module, block: Optional[Tuple[int, int]], name: str) -> slice:
-    out = module.weight.shape[0]
+    out = weight_of(module).shape[0]
     if block is None:
         return slice(0, out)
     index, count = block

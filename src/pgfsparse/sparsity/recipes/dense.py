@@ -1,4 +1,5 @@
 """dense: the baseline, no sparsity at all (W~ = W throughout)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

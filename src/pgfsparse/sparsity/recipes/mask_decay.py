@@ -5,6 +5,7 @@ so the FLOP counter charges such a step as dense. `decay_end_fraction` says when
 be (about) gone, counted from step 0, so a schedule written this way does not depend on
 the batch size or the run length.
 """
+
 from __future__ import annotations
 
 import math
@@ -28,8 +29,10 @@ class MaskDecay(Recipe):
     def check(self) -> None:
         super().check()
         if self.derives_rate and self.decay_end_fraction <= self.dense_fraction:
-            self.fail(f"decay_end_fraction={self.decay_end_fraction} must exceed dense_fraction={self.dense_fraction} "
-                      "(it counts from step 0, not from the end of the dense phase)")
+            self.fail(
+                f"decay_end_fraction={self.decay_end_fraction} must exceed dense_fraction={self.dense_fraction} "
+                "(it counts from step 0, not from the end of the dense phase)"
+            )
 
     @property
     def derives_rate(self) -> bool:

@@ -2,6 +2,7 @@
 
 Exponential decay never reaches 0 by itself: D is exactly 0 from the fine-tune phase on.
 """
+
 from __future__ import annotations
 
 import math

@@ -1,4 +1,5 @@
 """mdgf_linear: mask decay, D = max(1 - beta j, 0) (Bambhaniya et al., 2024)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -3,6 +3,7 @@
 Their code forces D = 0 from update `max_updates` on, and refreshes the mask at
 each update (so this recipe's refresh period is its update interval).
 """
+
 from __future__ import annotations
 
 import math

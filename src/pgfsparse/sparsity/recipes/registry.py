@@ -8,6 +8,7 @@ Installed packages register recipes under the entry-point group
 `pgfsparse.recipes` (name = "module:Class"); they then work everywhere a
 built-in name does: `pgf-train recipe=<name>`, --help and one-line errors.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -20,7 +21,8 @@ from pgfsparse.sparsity.recipes.base import Recipe, check_knob_names
 
 ENTRY_POINT_GROUP = "pgfsparse.recipes"
 ALIASES = {"decay": "mdgf_exp"}
-RECIPES: Dict[str, str] = {}  # name -> one-line summary of the built-ins (and @register-ed classes), README order
+# name -> one-line summary of the built-ins (and @register-ed classes), in the docs' recipe-table order
+RECIPES: Dict[str, str] = {}
 _CLASSES: Dict[str, Type[Recipe]] = {}
 _TARGETS: Dict[str, Type[Recipe]] = {}  # recipe.target -> its class, imported once per process
 _plugins_loaded = False
@@ -90,6 +92,9 @@ def load_recipe_class(target: str) -> Type[Recipe]:
     target = str(target).strip()
     if ":" not in target:
         return recipe_class(target)
+    where, _, class_name = target.rpartition(":")
+    if where.endswith(".py"):  # one file, however it is named (relative or absolute): imported once
+        target = f"{Path(where).expanduser().resolve()}:{class_name}"
     if target not in _TARGETS:
         _TARGETS[target] = _know(_import_recipe_class(target))
     return _TARGETS[target]
@@ -104,6 +109,8 @@ def _import_recipe_class(target: str) -> Type[Recipe]:
             if not path.is_file():
                 raise ValueError(f"no file {where}")
             spec = importlib.util.spec_from_file_location(f"pgfsparse_user_recipe_{path.stem}", path)
+            if spec is None or spec.loader is None:
+                raise ValueError(f"{where} cannot be loaded as a Python module")
             module = importlib.util.module_from_spec(spec)
             sys.modules[spec.name] = module  # dataclasses look their module up while building the class
             spec.loader.exec_module(module)
@@ -114,7 +121,9 @@ def _import_recipe_class(target: str) -> Type[Recipe]:
     except ValueError as error:
         raise ValueError(f"recipe.target={target}: {error}: {fix}") from None
     except Exception as error:  # noqa: BLE001 - the user's file: say what broke, in one line
-        raise ValueError(f"recipe.target={target} cannot be imported ({type(error).__name__}: {error}): {fix}") from None
+        raise ValueError(
+            f"recipe.target={target} cannot be imported ({type(error).__name__}: {error}): {fix}"
+        ) from None
     found = getattr(module, class_name, None)
     if found is None:
         raise ValueError(f"recipe.target={target}: {where} has no {class_name}: {fix}")
@@ -125,5 +134,5 @@ def _recipe_class_of(found: Any, where: str) -> Type[Recipe]:
     if not (isinstance(found, type) and issubclass(found, Recipe)):
         raise ValueError(f"{where} is not a Recipe class: subclass pgfsparse.Recipe (see examples/my_recipe.py)")
     if found.name == Recipe.name:
-        raise ValueError(f"{where} has no name: give the class a `name = \"...\"`")
+        raise ValueError(f'{where} has no name: give the class a `name = "..."`')
     return found

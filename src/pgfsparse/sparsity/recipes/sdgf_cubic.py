@@ -5,6 +5,7 @@ weights early, tightening fast, then slowly near the target; the target N during
 the fine-tune. Binary masks, straight-through gradient. Written with the recipe
 API as its proof: the whole recipe is the two methods below.
 """
+
 from __future__ import annotations
 
 import math

@@ -1,4 +1,5 @@
 """sdgf_custom: structure decay along a ladder you give, e.g. '15:16,8:16,4:16,2:16,1:16'."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ class SDGFCustom(Recipe):
             parse_pattern(rung)  # a bad rung fails here, in one line
 
     def ladder_for(self, target: NM) -> List[NM]:
+        assert self.ladder is not None  # check() refused a recipe without one
         rungs = [parse_pattern(p) for p in self.ladder]
         if rungs[-1] != target:
             raise ValueError(f"custom ladder {','.join(map(str, rungs))} must end on the target pattern {target}")

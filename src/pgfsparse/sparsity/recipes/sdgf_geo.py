@@ -1,4 +1,5 @@
 """sdgf_geo: structure decay along kN:kM, (k/2)N:(k/2)M, ..., N:M: constant density, groups shrinking to M."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,4 +1,5 @@
 """sdgf_step: structure decay along (M-1):M, M/2:M, M/4:M, ..., N:M with binary masks (Bambhaniya et al., 2024)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

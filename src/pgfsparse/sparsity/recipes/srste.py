@@ -1,4 +1,5 @@
 """srste: STE plus lambda * (1 - mask) * W in the gradient, pulling pruned weights to zero (Zhou et al., 2021)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,4 +1,5 @@
 """ste: a fixed N:M binary mask from the first sparse step, straight-through gradient to every weight."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,5 +1,5 @@
 """FLOP accounting: forward FLOPs against FlopCounterMode, training FLOPs per step and per run,
-FLOP budgets -> steps, and the ViT-B/16 numbers of PAPER.md.
+FLOP budgets -> steps, and the ViT-B/16 numbers of docs/paper.md.
 
 Expected values are worked out by hand (or in closed form) in the tests, never by calling
 the function under test a second way. FlopCounterMode counts 0 FLOPs for
@@ -173,7 +173,7 @@ def test_t5_train_step_matches_flop_counter_mode_forward_backward(tiny_t5):
     assert relative_error(counter.step_train_flops(0), measured) < 0.02  # measured: 0.0%
 
 
-# -- ViT-B/16: the numbers of PAPER.md ------------------------------------------------------
+# -- ViT-B/16: the numbers of docs/paper.md ------------------------------------------------------
 DIM, HIDDEN, DEPTH = 768, 3072, 12
 PAPER_SA, PAPER_FF = 12.51e9, 22.19e9
 PAPER_TABLE = {"2:4": 23.61e9, "1:4": 18.06e9, "1:8": 15.29e9, "1:16": 13.90e9, "1:32": 13.20e9, "1:128": 12.69e9}

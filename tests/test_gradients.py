@@ -1,6 +1,6 @@
 """Forward values and gradients of every recipe on a hand-worked 2x8 Linear.
 
-PAPER.md's table: every recipe uses W~ = W * (mask + D (1 - mask)); the dense W
+docs/paper.md's table: every recipe uses W~ = W * (mask + D (1 - mask)); the dense W
 receives dL/dW~ unchanged (straight-through, also for the pruned weights and
 also while D > 0), except SR-STE, which adds lambda * (1 - mask) * W inside
 backward. All expectations below are written out by hand.

@@ -1,7 +1,7 @@
 """Tasks: what the shared trainer needs from a kind of problem (data, model, loss, metrics)."""
 
-from pgfsparse.tasks.base import Task
 from pgfsparse.tasks.image_classification import ImageClassification
+from pgfsparse.tasks.task import Task
 
 
 def build_task(cfg, run_dir=None) -> Task:

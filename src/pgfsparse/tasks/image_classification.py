@@ -7,7 +7,7 @@ from typing import Dict
 import torch
 import torch.nn.functional as F
 
-from pgfsparse.tasks.base import Task
+from pgfsparse.tasks.task import Task
 
 
 class ImageClassification(Task):

@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 
 from pgfsparse.data.text.span_masking import IGNORE_INDEX, pad_seq2seq
-from pgfsparse.tasks.base import Task
+from pgfsparse.tasks.task import Task
 
 LENGTH_SAMPLE = 2000  # training pairs tokenized to measure mean lengths (the FLOP count's shapes)
 

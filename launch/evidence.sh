@@ -116,16 +116,15 @@ t5 1:32 srste,mdgf_exp 0  # the language comparison before the last iso-FLOP see
 t5 1:32 srste,mdgf_exp 1  # two seeds for any reading, the iso-FLOP point already has two
 isoflop 2
 vision dense dense 1
-# Evidence II (issue 26), in this order: the T5 SR-STE given MDGF-Exp's training FLOPs, seed 0
-# (about 135 min: a session starts it first, or it cannot finish before the session ends), then
-# the low-sparsity CIFAR-10 points (2:4, 1:8) seed by seed, the two other 1:32 recipes, and the
-# second T5 iso-FLOP seed last (a later session moves it to the top when it starts).
-isoflop 0 mdgf_exp multi30k_grid
+# Evidence II (issue 26), in this order: the T5 SR-STE given MDGF-Exp's training FLOPs (about 70 min
+# alone on a core, far longer beside other work: a session starts them first, or they cannot finish
+# before it ends; a session's two workers take one each), then the low-sparsity CIFAR-10 points (2:4,
+# 1:8) seed by seed, then the two other 1:32 recipes.
+for seed in 0 1; do isoflop "$seed" mdgf_exp multi30k_grid; done
 for seed in 0 1; do
   vision 2:4 srste,mdgf_exp,sdgf_step "$seed"
   vision 1:8 srste,mdgf_exp,sdgf_step "$seed"
 done
 for seed in 0 1; do vision 1:32 mdgf_linear,sdgf_geo "$seed"; done
-isoflop 1 mdgf_exp multi30k_grid
 # extras beyond issue 26, as time allows: SR-STE given SDGF-Step's training FLOPs at 1:32
 for seed in 0 1; do isoflop "$seed" sdgf_step; done

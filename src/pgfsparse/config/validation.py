@@ -11,16 +11,8 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, cast
 
 from pgfsparse.config.schema import DATA_KINDS, TEXT_FAMILIES, VISION_FAMILIES, TrainConfig
-from pgfsparse.config.spec import (
-    RunSpec,
-    check_budget,
-    point_name,
-    resolve,
-    resolve_recipe,
-    sparsity_patterns,
-)
-from pgfsparse.errors import ConfigError, Contradiction, first_line
-from pgfsparse.rundir.naming import describe_sparsity, slug
+from pgfsparse.config.spec import RunSpec, resolve
+from pgfsparse.errors import ConfigError, first_line
 
 
 def to_train_config(cfg) -> TrainConfig:
@@ -220,20 +212,4 @@ def check(cfg: TrainConfig, model: Optional[str] = None, name: Optional[str] = N
     return spec
 
 
-__all__ = [
-    "RANGES",
-    "ConfigError",
-    "Contradiction",
-    "RunSpec",
-    "check",
-    "check_ranges",
-    "check_budget",
-    "check_model_and_data",
-    "describe_sparsity",
-    "point_name",
-    "resolve",
-    "resolve_recipe",
-    "slug",
-    "sparsity_patterns",
-    "to_train_config",
-]
+__all__ = ["RANGES", "check", "check_model_and_data", "check_ranges", "to_train_config"]

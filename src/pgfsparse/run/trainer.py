@@ -2,7 +2,7 @@
 knows nothing about images or text.
 
     Trainer(...): checks that need no model or data, the task, the checkpoint to resume (if any)
-    fit():  join the process group -> build the run's parts (run_parts.py: data -> model
+    fit():  join the process group -> build the run's parts (parts.py: data -> model
             -> sparsifier -> FLOP counter -> steps -> optimizer + LR schedule -> restore)
             -> the loop; the process group and W&B are released whatever fails
     loop:   per optimizer step: sparsifier.step(step); micro-batch forward/backward;
@@ -30,7 +30,7 @@ from pgfsparse.errors import Divergence, Stopped
 from pgfsparse.run import checkpoint, distributed
 from pgfsparse.run.parts import RunParts, build_run_parts
 from pgfsparse.run.recorder import Recorder
-from pgfsparse.run.resume import read_checkpoint, recorded_config, resume_settings  # noqa: F401 - cli.py imports resume_settings from here
+from pgfsparse.run.resume import read_checkpoint, recorded_config
 from pgfsparse.run.signals import stop_on_signals
 from pgfsparse.rundir.layout import CHECKPOINT
 from pgfsparse.rundir.records import RunSummary

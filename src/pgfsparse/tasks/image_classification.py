@@ -43,26 +43,6 @@ class ImageClassification(Task):
     def train_examples(self, data) -> int:
         return len(data.train)
 
-    def train_batches(self, data, *, start_micro_step: int, rank: int, world_size: int):
-        from pgfsparse.data import make_train_loader
-
-        return iter(
-            make_train_loader(
-                data.train,
-                self.cfg.data.batch_size,
-                seed=self.cfg.seed,
-                start_step=start_micro_step,
-                num_workers=self.cfg.data.num_workers,
-                rank=rank,
-                world_size=world_size,
-            )
-        )
-
-    def eval_batches(self, data):
-        from pgfsparse.data import make_eval_loader
-
-        return make_eval_loader(data.eval, self.cfg.data.eval_batch_size, num_workers=self.cfg.data.num_workers)
-
     def example_inputs(self, data, device):
         image, _ = data.eval[0]
         return (image.unsqueeze(0).to(device),), {}

@@ -135,29 +135,6 @@ class Seq2SeqTask(Task):
     def train_examples(self, data) -> Optional[int]:
         return len(data.train)
 
-    def train_batches(self, data, *, start_micro_step: int, rank: int, world_size: int):
-        from pgfsparse.data import make_train_loader
-
-        return iter(
-            make_train_loader(
-                data.train,
-                self.cfg.data.batch_size,
-                seed=self.cfg.seed,
-                start_step=start_micro_step,
-                num_workers=self.cfg.data.num_workers,
-                rank=rank,
-                world_size=world_size,
-                collate_fn=self.collator(),
-            )
-        )
-
-    def eval_batches(self, data):
-        from pgfsparse.data import make_eval_loader
-
-        return make_eval_loader(
-            data.eval, self.cfg.data.eval_batch_size, num_workers=self.cfg.data.num_workers, collate_fn=self.collator()
-        )
-
     def example_lengths(self, data) -> Tuple[int, int]:
         """Mean source and target token counts (EOS in, padding out) over a sample of training pairs."""
         count = min(len(data.train), LENGTH_SAMPLE)

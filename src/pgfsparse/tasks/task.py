@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterator, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, Optional, Tuple
 
 import torch
 from torch import nn
@@ -10,6 +10,7 @@ from torch import nn
 
 class Task:
     eval_metric: str = "accuracy"  # the headline metric name in summary.json
+    cfg: Any  # the run's TrainConfig, set by each task's __init__
 
     def build_data(self) -> Any:
         """Load (or locate) the data; fail in one line before any heavy work if it is missing."""
@@ -18,12 +19,35 @@ class Task:
     def build_model(self, data: Any) -> nn.Module:
         raise NotImplementedError
 
-    def train_batches(self, data: Any, *, start_micro_step: int, rank: int, world_size: int) -> Iterator[Any]:
-        """An endless iterator of micro-batches, starting where a run that did `start_micro_step` stopped."""
-        raise NotImplementedError
+    def collator(self) -> Optional[Callable[[list], Any]]:
+        """How a list of examples becomes a batch; None: torch's default collation."""
+        return None
 
-    def eval_batches(self, data: Any) -> Iterator[Any]:
-        raise NotImplementedError
+    def train_batches(self, data: Any, *, start_micro_step: int, rank: int, world_size: int) -> Iterator[Any]:
+        """An endless iterator of micro-batches of `data.train`, starting where a run that did
+        `start_micro_step` stopped."""
+        from pgfsparse.data import make_train_loader
+
+        return iter(
+            make_train_loader(
+                data.train,
+                self.cfg.data.batch_size,
+                seed=self.cfg.seed,
+                start_step=start_micro_step,
+                num_workers=self.cfg.data.num_workers,
+                rank=rank,
+                world_size=world_size,
+                collate_fn=self.collator(),
+            )
+        )
+
+    def eval_batches(self, data: Any) -> Iterable[Any]:
+        """`data.eval` once, in order."""
+        from pgfsparse.data import make_eval_loader
+
+        return make_eval_loader(
+            data.eval, self.cfg.data.eval_batch_size, num_workers=self.cfg.data.num_workers, collate_fn=self.collator()
+        )
 
     def train_examples(self, data: Any) -> Optional[int]:
         """Size of the training split (for epoch budgets); None when streamed."""

@@ -215,7 +215,7 @@ def test_a_text_model_defaults_to_multi30k_and_explicit_data_wins():
     assert compose_cfg("model=t5").data.name == "multi30k"
     assert compose_cfg("model=t5_base").data.name == "multi30k"
     assert compose_cfg("model=t5", "data=glue").data.name == "glue"
-    assert compose_cfg("data=text", "model=t5", "data.path=x").data.kind == "span_corruption"
+    assert compose_cfg("data=text", "model=t5", "data.path=x").data.kind == "corpus"
     assert compose_cfg("model=vit").data.name == "cifar10"
     assert compose_cfg().data.name == "cifar10"
 

@@ -16,29 +16,35 @@ from typing import Any, Dict, List, Optional, Union
 class TokenizerConfig:
     """Text models only. auto = the pretrained model's own tokenizer, else a BPE trained on the training split."""
 
-    kind: str = "auto"  # auto | bpe (trained offline, cached) | byte (ByT5's, no files) | pretrained
+    # auto | bpe (trained offline, cached) | byte | char (decoders: the training split's characters) | pretrained
+    kind: str = "auto"
     vocab_size: int = 8000  # bpe: vocabulary size, the 100 sentinels <extra_id_N> included
     train_texts: int = 200000  # bpe: train on at most this many training texts
     name: Optional[str] = None  # pretrained: a hub id or local directory; None = model.pretrained
 
 
 VISION_FAMILIES = ("vit", "swin", "timm")  # model.family values built by timm
-TEXT_FAMILIES = ("t5",)  # model.family values built by Hugging Face transformers
-DATA_KINDS = ("image", "translation", "span_corruption", "glue")  # data.kind values, one task each
+DECODER_FAMILIES = ("gpt2", "llama")  # causal language models (Hugging Face GPT2LMHeadModel, LlamaForCausalLM)
+TEXT_FAMILIES = ("t5",) + DECODER_FAMILIES  # model.family values built by Hugging Face transformers
+# data.kind values. `corpus` is plain text: causal LM for a decoder, span corruption for T5 (the model
+# family picks the task); `span_corruption` is 0.2.0's name for a corpus, still read.
+DATA_KINDS = ("image", "translation", "corpus", "glue", "span_corruption")
 
 
 @dataclass
 class ModelConfig:
-    family: str = "vit"  # vit | swin | timm (vision, timm) | t5 (text, Hugging Face)
-    name: str = "vit_tiny_patch16_224"  # timm architecture id, or the T5 checkpoint's hub id
-    # vision: true loads timm's hub weights. t5: a hub id or a local directory (true = model.name);
+    family: str = "vit"  # vit | swin | timm (vision, timm) | t5 | gpt2 | llama (text, Hugging Face)
+    name: str = "vit_tiny_patch16_224"  # timm architecture id, or the Hugging Face checkpoint's hub id
+    # vision: true loads timm's hub weights. text: a hub id or a local directory (true = model.name);
     # false/null trains from scratch. Needs internet or a local copy.
     pretrained: Any = False
     kwargs: Dict[str, Any] = field(default_factory=dict)  # timm.create_model arguments / T5Config fields
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)  # text models only
-    layer_map: Optional[str] = None  # built-in map (vit | swin | t5); None = detect from the model class
+    layer_map: Optional[str] = None  # built-in map (vit | swin | t5 | gpt2 | llama); None = detect from the model class
     layer_patterns: Optional[Dict[str, List[str]]] = None  # {location: [regex of module names]} for other models
-    checkpoint: Optional[str] = None  # local weights file (.safetensors/.pth) loaded instead of the hub's
+    # Start from a pgf-train run's weights: its run dir or checkpoint.pt (a sparse run gives its strict N:M
+    # weights), any family; vision also takes a timm weights file (.safetensors/.pth).
+    checkpoint: Optional[str] = None
 
 
 @dataclass
@@ -116,7 +122,7 @@ class AugmentConfig:
 @dataclass
 class DataConfig:
     name: str = "cifar10"  # image: cifar10 | imagenet | imagefolder | digits; text: multi30k | wmt16 | c4 | text | glue
-    kind: str = "image"  # image | translation | span_corruption | glue: picks the task (set by each data/*.yaml)
+    kind: str = "image"  # image | translation | corpus | glue: picks the task (set by each data/*.yaml)
     hub_id: Optional[str] = None  # used when no local copy is found (cifar10: uoft-cs/cifar10)
     hub_config: Optional[str] = None  # the hub dataset's config (wmt16: de-en, c4: en)
     streaming: bool = False  # stream the hub dataset instead of downloading it (c4)
@@ -139,7 +145,8 @@ class DataConfig:
     source_lang: Optional[str] = None  # translation: the source text column (en), or a key of a `translation` column
     target_lang: Optional[str] = None  # translation: the target text column (de)
     source_prefix: str = ""  # prepended to every source text (pretrained T5: "translate English to German: ")
-    text_column: str = "text"  # span_corruption: the column (Parquet/hub) holding documents
+    text_column: str = "text"  # corpus: the column (Parquet/hub) holding documents
+    block_size: int = 64  # corpus, causal LM: tokens per training example (targets are the next tokens)
     glue_task: Optional[str] = None  # glue: cola | sst2 | mrpc | qqp | stsb | mnli | qnli | rte | wnli
     max_source_length: int = 128  # tokens, EOS included (longer texts are truncated)
     max_target_length: int = 128
@@ -175,6 +182,22 @@ class LoggerConfig:
 
 
 @dataclass
+class LmEvalConfig:
+    """lm-evaluation-harness on the final strict model of a causal-LM run (the `lm_eval` extra)."""
+
+    tasks: List[str] = field(default_factory=list)  # lm-eval task names; empty = off
+    num_fewshot: Optional[int] = None  # None = each task's default
+    limit: Optional[int] = None  # examples per task (None = all)
+    batch_size: int = 8
+    include_path: Optional[str] = None  # a folder of task YAMLs (local tasks); only it is scanned when given
+
+
+@dataclass
+class EvalConfig:
+    lm_eval: LmEvalConfig = field(default_factory=LmEvalConfig)
+
+
+@dataclass
 class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     sparsity: SparsityConfig = field(default_factory=SparsityConfig)
@@ -184,6 +207,7 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
     precision: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | fp32 | bf16 | fp16

@@ -113,6 +113,10 @@ RANGES: Dict[str, Range] = {
     "data.max_source_length": AT_LEAST_2,  # a token plus EOS
     "data.max_target_length": AT_LEAST_2,
     "data.generate_limit": AT_LEAST_1,
+    "data.block_size": AT_LEAST_1,
+    "eval.lm_eval.num_fewshot": NON_NEGATIVE,
+    "eval.lm_eval.limit": AT_LEAST_1,
+    "eval.lm_eval.batch_size": AT_LEAST_1,
     "optim.lr": POSITIVE,
     "optim.weight_decay": NON_NEGATIVE,
     "optim.betas": BELOW_1,

@@ -16,7 +16,7 @@ def build_task(cfg, run_dir=None) -> Task:
         from pgfsparse.tasks.translation import Translation
 
         return Translation(cfg, run_dir)
-    if kind == "span_corruption":
+    if kind in ("corpus", "span_corruption"):
         from pgfsparse.tasks.span_corruption import SpanCorruption
 
         return SpanCorruption(cfg, run_dir)

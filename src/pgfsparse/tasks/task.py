@@ -10,6 +10,7 @@ from torch import nn
 
 class Task:
     eval_metric: str = "accuracy"  # the headline metric name in summary.json
+    higher_is_better: bool = True  # the headline's direction (perplexity: False); summary.json records it
     cfg: Any  # the run's TrainConfig, set by each task's __init__
 
     def build_data(self) -> Any:

@@ -2,21 +2,33 @@
 
 Forward (per example, measured by ONE forward of a batch of 1 with hooks)
     Linear        2 * in_features * out_features * rows          (rows = input.numel() / in_features)
+    Conv1D        the same with in = nx, out = nf: GPT-2's transformers.pytorch_utils.Conv1D is a
+                  Linear with its weight stored (nx, nf), y = x @ W + b
     Conv (any nd) 2 * out_channels * (in_channels / groups * prod(kernel)) * output positions
                   (input positions for transposed convs)
     attention     QK^T and AV: 2 * 2 * heads * T_q * T_k * head_dim = 4 * T_q * T_k * width per
-                  sequence, width = heads * head_dim = the query projection's width. Charged by a
-                  hook on every module that has `num_heads` / `n_heads` / `num_attention_heads` and
-                  direct nn.Linear children `qkv` (fused; timm ViT and Swin window attention, where a
-                  "sequence" is a window) or `q`/`k` (also `q_proj`/`k_proj`, `query`/`key`; HF T5
-                  self- and cross-attention): T_q and the number of sequences come from the query
-                  projection's input, T_k from the key projection's input. Assumes the value head
-                  dim equals the query head dim.
+                  sequence, width = heads * head_dim = the query projection's output width. Charged
+                  by a hook on every module that has one of `num_heads` / `n_heads` /
+                  `num_attention_heads` / `head_dim` and direct Linear or Conv1D children: a fused
+                  `qkv` / `c_attn` (timm ViT, Swin window attention where a "sequence" is a window;
+                  GPT-2), or a query `q` / `q_proj` / `query` / `q_attn` with a key `k` / `k_proj` /
+                  `key` (HF T5 self- and cross-attention, Llama; GPT-2 cross-attention, whose
+                  `c_attn` then holds keys and values). T_q and the number of sequences come from the
+                  query projection's input, T_k from the key projection's input. Assumes the value
+                  head dim equals the query head dim. Grouped-query attention (Llama with fewer K/V
+                  heads) costs the same as full multi-head attention: K and V are repeated to every
+                  query head, so the width is still the query projection's.
+    causal mask   not discounted: eager attention computes the full T_q x T_k products and masks
+                  them afterwards, and that is what FlopCounterMode counts. The count depends only
+                  on shapes, so it is the same whichever attention implementation (eager, SDPA,
+                  flash) the run uses; causal kernels that skip masked blocks do up to half the
+                  QK^T / AV work, for them this is an upper bound.
     ignored       biases, norms, softmax, activations, residual adds, dropout, masking, scaling,
-                  embedding gathers, position biases, the sparsity mask multiply, and any matmul
-                  done outside an nn.Linear / conv / recognised attention module (e.g.
-                  nn.MultiheadAttention's packed in_proj_weight, GPT-2's Conv1D). The tests check
-                  timm ViT, timm Swin-V2 and HF T5 against FlopCounterMode (unfused attention).
+                  embedding gathers, position biases, rotary position embeddings (elementwise),
+                  the sparsity mask multiply, and any matmul done outside an nn.Linear / Conv1D /
+                  conv / recognised attention module (e.g. nn.MultiheadAttention's packed
+                  in_proj_weight). The tests check timm ViT, timm Swin-V2, HF T5, GPT-2 and Llama
+                  against FlopCounterMode (eager attention): measured 0.0% apart.
     Swin-V2       computes `qkv` with F.linear on the module's weight when it has q/k/v biases, so
                   the Linear's hook never fires: the attention hook charges that projection from
                   the attention input instead (under the qkv module's name).
@@ -28,7 +40,9 @@ Training (one optimizer step, `examples_per_step` examples; 2 FLOPs per multiply
     sparse segment of a layer     d F (forward) + d F (input gradient) + F (weight gradient)
                                   The weight gradient stays dense: every straight-through recipe
                                   sends gradient to all of W. F is the layer's forward FLOPs times
-                                  the segment's share of output rows (Q, K, V of a fused qkv).
+                                  the segment's share of output units (Q, K, V of a fused qkv or
+                                  c_attn: a third each), counted along the parametrization's
+                                  `out_dim` (rows of a Linear, columns of a Conv1D).
     density d at a step           1 in the dense phase and whenever D > 0 (a decaying mask keeps W~
                                   dense, so MDGF is dense until D is exactly 0, i.e. until the
                                   fine-tune phase for mdgf_exp); otherwise the rung's N/M (the one
@@ -37,7 +51,8 @@ Training (one optimizer step, `examples_per_step` examples; 2 FLOPs per multiply
     SR-STE's lambda (1 - mask) W term and the optimizer update are elementwise: ignored.
 The 3x rule charges an input gradient to the first layer too; autograd skips it when the model's
 input needs no gradient (an image into a patch embedding), so measured backward FLOPs of a ViT are
-lower by exactly the first layer's forward FLOPs (0.2% of a ViT-B/16 step).
+lower by exactly the first layer's forward FLOPs (0.2% of a ViT-B/16 step). A language model's first
+layers read embeddings, which need gradients: there 3x is exact.
 
 Inference: forward FLOPs with every sparse segment at its target density N/M.
 """
@@ -45,6 +60,7 @@ Inference: forward FLOPs with every sparse segment at its target density N/M.
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -57,9 +73,9 @@ from pgfsparse.sparsity.schedule import Schedule
 if TYPE_CHECKING:  # pragma: no cover
     from pgfsparse.sparsity.sparsifier import Sparsifier
 
-HEAD_COUNT_ATTRIBUTES = ("num_heads", "n_heads", "num_attention_heads")
-FUSED_QKV_NAMES = ("qkv",)
-QUERY_NAMES = ("q", "q_proj", "query")
+HEAD_ATTRIBUTES = ("num_heads", "n_heads", "num_attention_heads", "head_dim")
+FUSED_QKV_NAMES = ("qkv", "c_attn")
+QUERY_NAMES = ("q", "q_proj", "query", "q_attn")
 KEY_NAMES = ("k", "k_proj", "key")
 
 
@@ -68,7 +84,7 @@ KEY_NAMES = ("k", "k_proj", "key")
 class ModelFlops:
     """Forward FLOPs of one example."""
 
-    per_layer: Dict[str, float]  # nn.Linear / conv module name -> FLOPs
+    per_layer: Dict[str, float]  # nn.Linear / Conv1D / conv module name -> FLOPs
     per_attention: Dict[str, float] = field(default_factory=dict)  # attention module name -> QK^T + AV FLOPs
 
     @property
@@ -80,9 +96,27 @@ class ModelFlops:
         return sum(self.per_layer.values()) + self.attention
 
 
+def projection_features(module: torch.nn.Module) -> Optional[Tuple[int, int]]:
+    """(in, out) features of an nn.Linear or a GPT-2 Conv1D; None for any other module.
+
+    Conv1D is looked up in sys.modules rather than imported: a model can only hold one once
+    transformers has been imported, and importing it here would cost seconds for timm models.
+    """
+    if isinstance(module, torch.nn.Linear):
+        return module.in_features, module.out_features
+    conv1d = getattr(sys.modules.get("transformers.pytorch_utils"), "Conv1D", None)
+    if conv1d is not None and isinstance(module, conv1d):
+        return int(module.nx), int(module.nf)
+    return None
+
+
+def projection_flops(in_features: int, out_features: int, x: torch.Tensor) -> float:
+    """2 * in * out per row of `x` (rows = every position of every sequence)."""
+    return 2.0 * in_features * out_features * (x.numel() // in_features)
+
+
 def linear_flops(module: torch.nn.Linear, x: torch.Tensor) -> float:
-    rows = x.numel() // module.in_features
-    return 2.0 * module.in_features * module.out_features * rows
+    return projection_flops(module.in_features, module.out_features, x)
 
 
 def conv_flops(module: torch.nn.modules.conv._ConvNd, x: torch.Tensor, out: torch.Tensor) -> float:
@@ -102,41 +136,44 @@ def attention_matmul_flops(query_input_shape: Sequence[int], key_tokens: int, wi
 class _AttentionCall:
     """What the hooks see of one call of an attention module."""
 
-    roles: Dict[int, str]  # id(projection Linear) -> 'qkv' | 'q' | 'k'
-    input_shapes: Dict[str, torch.Size] = field(default_factory=dict)
+    roles: Dict[int, Tuple[str, ...]]  # id(projection) -> ('q', 'k') for a fused qkv, ('q',) or ('k',)
+    input_shapes: Dict[str, torch.Size] = field(default_factory=dict)  # 'q' | 'k' -> that projection's input
 
 
 class _AttentionModule:
-    """An attention module the counter can reason about: a fused qkv, or q and k, Linear children.
+    """An attention module the counter can reason about, from its Linear / Conv1D children.
 
-    The head count only identifies it: heads * head_dim is the query projection's width.
+    Either a fused projection makes queries, keys and values (width = a third of its output), or
+    a query projection makes queries (width = its output) and a key projection (or, with a query
+    projection beside it, the fused one: GPT-2 cross-attention's key-value c_attn) makes keys.
+    The head attribute only identifies the module: heads * head_dim is the query width.
     """
 
     def __init__(self, module: torch.nn.Module):
-        linears = {n: c for n, c in module.named_children() if isinstance(c, torch.nn.Linear)}
-        self.fused_name = next((n for n in FUSED_QKV_NAMES if n in linears), None)
-        self.fused = linears[self.fused_name] if self.fused_name is not None else None
-        self.query = next((linears[n] for n in QUERY_NAMES if n in linears), None)
-        self.key = next((linears[n] for n in KEY_NAMES if n in linears), None)
+        children = dict(module.named_children())
+        self.features = {n: f for n, c in children.items() if (f := projection_features(c)) is not None}
+        fused = next((n for n in FUSED_QKV_NAMES if n in self.features), None)
+        query = next((n for n in QUERY_NAMES if n in self.features), None)
+        key = next((n for n in KEY_NAMES if n in self.features), fused)
+        self.fused_name = fused if query is None else None  # q, k and v from one projection
+        self.query_name = self.fused_name or query
+        self.key_name = self.fused_name or key
+        self.query = children[self.query_name] if self.query_name is not None else None
+        self.key = children[self.key_name] if self.key_name is not None else None
+        query_out = self.features[self.query_name][1] if self.query_name is not None else 0
+        self.width = query_out // 3 if self.fused_name is not None else query_out
 
     @staticmethod
     def matches(module: torch.nn.Module) -> bool:
-        if not any(isinstance(getattr(module, a, None), int) for a in HEAD_COUNT_ATTRIBUTES):
+        if not any(isinstance(getattr(module, a, None), int) for a in HEAD_ATTRIBUTES):
             return False
         probe = _AttentionModule(module)
-        return probe.fused is not None or (probe.query is not None and probe.key is not None)
+        return probe.query is not None and probe.key is not None
 
-    def roles(self) -> Dict[int, str]:
-        if self.fused is not None:
-            return {id(self.fused): "qkv"}
-        return {id(self.query): "q", id(self.key): "k"}
-
-    @property
-    def width(self) -> int:
-        if self.fused is not None:
-            return self.fused.out_features // 3
-        assert self.query is not None  # matches(): without a fused qkv there are q and k
-        return self.query.out_features
+    def roles(self) -> Dict[int, Tuple[str, ...]]:
+        if self.query is self.key:
+            return {id(self.query): ("q", "k")}
+        return {id(self.query): ("q",), id(self.key): ("k",)}
 
 
 def _first_tensor(args: tuple, kwargs: dict) -> Optional[torch.Tensor]:
@@ -147,7 +184,7 @@ def _first_tensor(args: tuple, kwargs: dict) -> Optional[torch.Tensor]:
 
 
 class _ForwardRecorder:
-    """Forward hooks that add up FLOPs per Linear / conv and per attention module."""
+    """Forward hooks that add up FLOPs per Linear / Conv1D / conv and per attention module."""
 
     def __init__(self, model: torch.nn.Module):
         self.model = model
@@ -158,8 +195,8 @@ class _ForwardRecorder:
 
     def __enter__(self) -> "_ForwardRecorder":
         for name, module in self.model.named_modules():
-            if isinstance(module, torch.nn.Linear):
-                self.handles.append(module.register_forward_hook(self._on_linear(name)))
+            if projection_features(module) is not None:
+                self.handles.append(module.register_forward_hook(self._on_projection(name)))
             elif isinstance(module, torch.nn.modules.conv._ConvNd):
                 self.handles.append(module.register_forward_hook(self._on_conv(name)))
             if _AttentionModule.matches(module):
@@ -178,12 +215,15 @@ class _ForwardRecorder:
     def _add(self, table: Dict[str, float], name: str, flops: float) -> None:
         table[name] = table.get(name, 0.0) + flops
 
-    def _on_linear(self, name: str):
+    def _on_projection(self, name: str):
         def hook(module, inputs, output):
-            self._add(self.per_layer, name, linear_flops(module, inputs[0]))
+            features = projection_features(module)
+            assert features is not None  # only projections get this hook
+            self._add(self.per_layer, name, projection_flops(*features, inputs[0]))
             call = self.calls[-1] if self.calls else None
-            if call is not None and id(module) in call.roles:
-                call.input_shapes.setdefault(call.roles[id(module)], inputs[0].shape)
+            if call is not None:
+                for role in call.roles.get(id(module), ()):
+                    call.input_shapes.setdefault(role, inputs[0].shape)
 
         return hook
 
@@ -203,19 +243,16 @@ class _ForwardRecorder:
         def hook(module, args, kwargs, output):
             call = self.calls.pop()
             hidden = args[0] if args else kwargs.get("hidden_states", kwargs.get("x"))
-            if attention.fused is not None:
-                if "qkv" not in call.input_shapes:  # projected with F.linear on the weight (Swin-V2)
-                    self._add(self.per_layer, f"{name}.{attention.fused_name}", linear_flops(attention.fused, hidden))
-                query_shape = call.input_shapes.get("qkv", hidden.shape)
-                key_tokens = query_shape[-2]
-            else:
-                query_shape = call.input_shapes.get("q", hidden.shape)
-                key_source = kwargs.get("key_value_states")
-                key_tokens = (
-                    call.input_shapes["k"][-2]
-                    if "k" in call.input_shapes
-                    else (key_source.shape[-2] if key_source is not None else query_shape[-2])
-                )
+            if attention.fused_name is not None and "q" not in call.input_shapes:
+                # projected with F.linear on the weight (Swin-V2): charge it from the attention input
+                features = attention.features[attention.fused_name]
+                self._add(self.per_layer, f"{name}.{attention.fused_name}", projection_flops(*features, hidden))
+            query_shape = call.input_shapes["q"] if "q" in call.input_shapes else hidden.shape
+            if "k" in call.input_shapes:
+                key_tokens = call.input_shapes["k"][-2]
+            else:  # keys from a cache, or a fused projection that ran as F.linear
+                key_source = kwargs.get("key_value_states", kwargs.get("encoder_hidden_states"))
+                key_tokens = key_source.shape[-2] if key_source is not None else query_shape[-2]
             self._add(self.per_attention, name, attention_matmul_flops(query_shape, key_tokens, attention.width))
 
         return hook
@@ -244,7 +281,7 @@ def measure_forward_flops(model: torch.nn.Module, args: Any = (), kwargs: Option
 # -- training FLOPs ----------------------------------------------------------------------
 @dataclass(frozen=True)
 class SegmentFlops:
-    """A block of rows of one sparse layer and its share of the layer's forward FLOPs."""
+    """A block of output units of one sparse layer (rows of a Linear, columns of a Conv1D) and its FLOPs share."""
 
     layer: str
     location: str
@@ -333,9 +370,10 @@ class FlopCounter:
                     f"sparse layer {name!r} did not run in the example forward: its FLOPs cannot be counted"
                 )
             layer_flops = self.forward.per_layer[name]
-            out_rows = masked.mask.shape[0]
+            # output units lie along the parametrization's out_dim: rows of a Linear, columns of a Conv1D
+            out_units = masked.mask.shape[getattr(masked, "out_dim", 0)]
             for seg in masked.segments:
-                share = (seg.rows.stop - seg.rows.start) / out_rows
+                share = (seg.rows.stop - seg.rows.start) / out_units
                 segments.append(SegmentFlops(name, seg.location, layer_flops * share, seg.target, tuple(seg.ladder)))
         return segments
 

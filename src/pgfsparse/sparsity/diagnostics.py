@@ -44,14 +44,15 @@ def collect(
         effective = weight_of(module)
         for seg in param.segments:
             key = name if len(param.segments) == 1 else f"{name}[{seg.location}]"
-            kept = mask[seg.rows]
+            block = param.index(seg)  # its output units, along the weight's out_dim
+            kept = mask[block]
             out[f"{key}/density"] = kept.float().mean().item() if param.active else 1.0
-            out[f"{key}/nonzero"] = (effective[seg.rows] != 0).float().mean().item()
-            out[f"{key}/sad"] = 0 if previous is None else int((kept != previous[seg.rows]).sum().item())
+            out[f"{key}/nonzero"] = (effective[block] != 0).float().mean().item()
+            out[f"{key}/sad"] = 0 if previous is None else int((kept != previous[block]).sum().item())
             out[f"{key}/decay"] = float(param.decay)
             out[f"{key}/rung"] = seg.version[0] if (param.active and seg.version) else -1
             if grad is not None:
-                g = grad[seg.rows]
+                g = grad[block]
                 out[f"{key}/grad_norm_kept"] = g[kept].norm().item()
                 out[f"{key}/grad_norm_pruned"] = g[~kept].norm().item()
         masks[name] = mask.clone()

@@ -8,12 +8,17 @@ The dense phase returns W itself: no autograd node, no cost.
 
 `MaskedWeight` is a `torch.nn.utils.parametrize` parametrization: the model's
 code is untouched and `module.weight` simply reads the masked value.
+
+Output units are rows of an `nn.Linear` weight (out, in) but columns of a
+GPT-2 `Conv1D` weight (in, out): `MaskedWeight.out_dim` says which, segments
+index output units along it, and `layout` is the storage layout handed to
+`nm_mask`, so N:M groups still run along the input (reduction) dimension.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, List, Optional, cast
+from typing import Any, List, Optional, Tuple, cast
 
 import torch
 from torch import nn
@@ -50,10 +55,14 @@ def straight_through_mask(weight, multiplier, penalty=None):
 
 @dataclass
 class Segment:
-    """A block of rows of one weight with its own pattern (Q, K or V of a fused qkv; or all rows)."""
+    """A block of output units of one weight with its own pattern (Q, K or V of a fused qkv; or all of them).
+
+    `rows` keeps its historical name: it indexes output units along the weight's
+    `out_dim` (rows of a Linear weight, columns of a GPT-2 Conv1D weight).
+    """
 
     location: str  # ff | q | k | v | attn_out | a user's name
-    rows: slice  # rows of the weight this segment covers
+    rows: slice  # output units this segment covers, along the weight's out_dim
     target: NM  # the final pattern
     ladder: List[NM]  # rungs as fitted to this layer (geometric rungs may shrink)
     current: Optional[NM] = None  # the rung whose mask is in `mask` now
@@ -68,10 +77,11 @@ class MaskedWeight(nn.Module):
     multiplier: torch.Tensor
     penalty: Optional[torch.Tensor]
 
-    def __init__(self, weight: torch.Tensor, segments: List[Segment], layout: str = "row"):
+    def __init__(self, weight: torch.Tensor, segments: List[Segment], layout: str = "row", out_dim: int = 0):
         super().__init__()
         self.segments = segments
-        self.layout = layout
+        self.layout = layout  # storage layout of the stored tensor, as nm_mask takes it (see storage_layout)
+        self.out_dim = out_dim  # 0: output units are rows (Linear, conv); 1: columns (GPT-2 Conv1D)
         self.active = False  # False: dense phase, W~ = W
         self.decay = 1.0
         self.srste_lambda = 0.0
@@ -90,6 +100,10 @@ class MaskedWeight(nn.Module):
             return weight
         return straight_through_mask(weight, self.multiplier, self.penalty)
 
+    def index(self, segment: Segment) -> Tuple[slice, ...]:
+        """The index of `segment`'s block in the stored weight (and in `mask`): `tensor[param.index(seg)]`."""
+        return segment_index(segment.rows, self.out_dim)
+
     # -- driven by the sparsifier ----------------------------------------------
     @torch.no_grad()
     def refresh_masks(self, weight: torch.Tensor, patterns: List[Optional[NM]]) -> None:
@@ -97,8 +111,8 @@ class MaskedWeight(nn.Module):
         for segment, pattern in zip(self.segments, patterns):
             if pattern is None:
                 continue
-            rows = weight[segment.rows]
-            self.mask[segment.rows] = nm_mask(rows, pattern.n, pattern.m, self.layout)
+            block = self.index(segment)
+            self.mask[block] = nm_mask(weight[block], pattern.n, pattern.m, self.layout)
             segment.current = pattern
 
     @torch.no_grad()
@@ -122,13 +136,48 @@ class MaskedWeight(nn.Module):
         """Binary multiplier of the target patterns (the deployable N:M model)."""
         mask = torch.ones(weight.shape, dtype=torch.bool, device=weight.device)
         for segment in self.segments:
-            t = segment.target
-            mask[segment.rows] = nm_mask(weight[segment.rows], t.n, t.m, self.layout)
+            t, block = segment.target, self.index(segment)
+            mask[block] = nm_mask(weight[block], t.n, t.m, self.layout)
         return mask.to(weight.dtype)
 
     def extra_repr(self) -> str:
         parts = [f"{s.location}[{s.rows.start}:{s.rows.stop}]={s.target}" for s in self.segments]
-        return f"{', '.join(parts)}, layout={self.layout}, D={self.decay:g}, active={self.active}"
+        return (
+            f"{', '.join(parts)}, layout={self.layout}, out_dim={self.out_dim}, D={self.decay:g}, active={self.active}"
+        )
+
+
+def segment_index(rows: slice, out_dim: int) -> Tuple[slice, ...]:
+    """Index selecting output units `rows` along `out_dim` of a weight: `weight[segment_index(rows, 1)]`."""
+    return (slice(None),) * out_dim + (rows,)
+
+
+def output_dim(module: nn.Module) -> int:
+    """The dimension of `module.weight` that holds its output units: 1 for a GPT-2 `Conv1D` (in, out), else 0.
+
+    The one place that knows about Conv1D. Checked by class name and package, so
+    that vision-only runs never import transformers.
+    """
+    for cls in type(module).__mro__:
+        if cls.__name__ == "Conv1D" and cls.__module__.startswith("transformers"):
+            return 1
+    return 0
+
+
+def storage_layout(layout: str, weight: torch.Tensor, out_dim: int) -> str:
+    """The `nm_mask` layout of the stored tensor for the user's `layout` ('row' | 'col').
+
+    `layout` is logical: 'row' groups M consecutive inputs of one output unit
+    (the hardware layout), 'col' M consecutive outputs of one input. A Linear
+    weight (out, in) stores it as given; a Conv1D weight (in, out) is stored
+    transposed, so the two swap. Conv weights (out, in, *kernel) always group
+    over (kh, kw, in).
+    """
+    if weight.dim() > 2:
+        return "conv"
+    if out_dim == 1:
+        return {"row": "col", "col": "row"}.get(layout, layout)
+    return layout
 
 
 def weight_of(module: nn.Module) -> torch.Tensor:

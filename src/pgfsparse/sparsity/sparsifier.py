@@ -28,7 +28,14 @@ from torch.nn.utils import parametrize
 from torch.utils.hooks import RemovableHandle
 
 from pgfsparse.sparsity import diagnostics as _diagnostics
-from pgfsparse.sparsity.masked_weight import MaskedWeight, Segment, latent_weight, weight_of
+from pgfsparse.sparsity.masked_weight import (
+    MaskedWeight,
+    Segment,
+    latent_weight,
+    output_dim,
+    storage_layout,
+    weight_of,
+)
 from pgfsparse.sparsity.masks import group_dim_size
 from pgfsparse.sparsity.pattern import NM, parse_pattern
 from pgfsparse.sparsity.recipes import Recipe, make_recipe
@@ -79,18 +86,19 @@ class Sparsifier:
             if _is_parametrized(match.module):
                 raise ValueError(f"layer {match.name!r} already has a weight parametrization: remove it first")
             weight = weight_of(match.module)
-            layout = "conv" if weight.dim() > 2 else self.layout
+            out_dim = output_dim(match.module)
+            layout = storage_layout(self.layout, weight, out_dim)
             try:
-                segments = [self._segment(match.name, weight, loc, rows, layout) for loc, rows in match.blocks]
+                segments = [self._segment(match.name, weight, loc, rows, layout, out_dim) for loc, rows in match.blocks]
             except ValueError as error:
                 if not allow_skip:
                     raise
                 warnings.warn(f"pgfsparse: leaving layer dense: {error}", stacklevel=3)
                 self.skipped.append({"layer": match.name, "reason": str(error)})
                 continue
-            plans.append((match, segments, layout))
-        for match, segments, layout in plans:
-            param = MaskedWeight(weight_of(match.module), segments, layout)
+            plans.append((match, segments, layout, out_dim))
+        for match, segments, layout, out_dim in plans:
+            param = MaskedWeight(weight_of(match.module), segments, layout, out_dim)
             parametrize.register_parametrization(match.module, "weight", param)
             self._hooks += [
                 match.module.register_state_dict_post_hook(_plain_keys_on_save),
@@ -99,10 +107,13 @@ class Sparsifier:
             self.layers[match.name] = param
             self.locations[match.name] = [loc for loc, _ in match.blocks]
 
-    def _segment(self, name: str, weight: torch.Tensor, location: str, rows: slice, layout: str) -> Segment:
+    def _segment(
+        self, name: str, weight: torch.Tensor, location: str, rows: slice, layout: str, out_dim: int
+    ) -> Segment:
         target = self.patterns[location]
-        shape = (rows.stop - rows.start,) + tuple(weight.shape[1:])
-        group_len = group_dim_size(shape, layout)
+        shape = list(weight.shape)
+        shape[out_dim] = rows.stop - rows.start  # the segment's block: its output units, all inputs
+        group_len = group_dim_size(tuple(shape), layout)
         fix = "choose an M that divides it, or allow skipping (allow_skip=True) to leave the layer dense"
         if group_len % target.m:
             raise ValueError(
@@ -283,10 +294,11 @@ class Sparsifier:
                 {
                     "name": name,
                     "shape": list(param.mask.shape),
+                    "out_dim": param.out_dim,
                     "segments": [
                         {
                             "location": seg.location,
-                            "rows": [seg.rows.start, seg.rows.stop],
+                            "rows": [seg.rows.start, seg.rows.stop],  # output units along out_dim
                             "target": str(seg.target),
                             "ladder": [str(r) for r in seg.ladder],
                         }
@@ -331,10 +343,12 @@ def sparsify(
                  {location: pattern} over ff, q, k, v, attn_out and groups qk, qkv.
     recipe:      a name from pgfsparse.RECIPES ('decay' = 'mdgf_exp') or a Recipe.
     total_steps: optimizer steps of the whole run (phases are fractions of it).
-    layer_map:   None (detect timm ViT / Swin-V2 / HF T5), a built-in name, or
-                 {location: [regex, (regex, (block, n_blocks)), ...]} for any model.
-    layout:      'row' (groups along inputs, the hardware layout) or 'col' for Linear weights;
-                 conv weights always group over (kh, kw, in).
+    layer_map:   None (detect timm ViT / Swin-V2 / HF T5 / GPT-2 / Llama-layout), a built-in name, or
+                 {location: [regex, (regex, (block, n_blocks)), ...]} for any model; a block
+                 counts output units (rows of a Linear weight, columns of a GPT-2 Conv1D).
+    layout:      'row' (groups of M consecutive inputs, the hardware layout) or 'col' (consecutive
+                 outputs) for 2-D weights, whichever way they are stored (a GPT-2 Conv1D's (in, out)
+                 weight takes 'row' along its dim 0); conv weights always group over (kh, kw, in).
     allow_skip:  leave layers whose shape cannot take the pattern dense (warned, listed in
                  summary()['skipped']) instead of raising.
     **recipe_options: Recipe fields, e.g. srste_lambda=2e-4, dense_fraction=0.1, geo_k=16.

@@ -22,7 +22,7 @@ class Clock:
         return self.now
 
 
-def recorder(tmp_path, clock, start=0, wall_offset=0.0):
+def recorder(tmp_path, clock, start=0, wall_offset=0.0, task=None):
     cfg = TrainConfig()
     cfg.logger.wandb, cfg.log_every, cfg.budget.steps = False, 3, 5
     parts = SimpleNamespace(
@@ -32,7 +32,7 @@ def recorder(tmp_path, clock, start=0, wall_offset=0.0):
         optimizer=SimpleNamespace(param_groups=[{"lr": 0.1}]),
         sparsifier=SimpleNamespace(layers=[], skipped=[]))
     process = SimpleNamespace(is_main=True, world_size=1)
-    task = SimpleNamespace(eval_metric="top1")
+    task = task or SimpleNamespace(eval_metric="top1", higher_is_better=True)
     return Recorder(cfg, resolve(cfg), task, parts, process, tmp_path, clock=clock)
 
 
@@ -86,3 +86,31 @@ def test_each_task_writes_its_own_headline():
     plain = "token_acc 61.23 as trained, 60.50 strict N:M; 40 steps, 1.23e+12 training FLOPs, 12s -> runs/x"
     assert ImageClassification(TrainConfig()).headline(summary) == plain
     assert Translation(TrainConfig()).headline(summary) == plain.replace("N:M;", "N:M (BLEU 3.14 / 2.50);")
+
+
+
+@pytest.mark.parametrize("module, name, expected", [
+    ("pgfsparse.tasks.image_classification", "ImageClassification", ("top1", True)),
+    ("pgfsparse.tasks.causal_lm", "CausalLM", ("perplexity", False)),  # lower perplexity is better
+])
+def test_the_summary_records_the_direction_of_the_tasks_headline(tmp_path, module, name, expected):
+    """summary.json's eval_higher_is_better is the task's own (a class attribute, read off the class)."""
+    cls = getattr(pytest.importorskip(module), name)
+    assert (cls.eval_metric, cls.higher_is_better) == expected
+    task = SimpleNamespace(eval_metric=cls.eval_metric, higher_is_better=cls.higher_is_better)
+    rec = recorder(tmp_path, Clock(), task=task)
+    with rec.training():
+        pass
+    rec.finish({f"eval/{cls.eval_metric}": 12.5, f"eval_strict/{cls.eval_metric}": 13.0})
+    written = json.loads((tmp_path / "summary.json").read_text())
+    assert (written["eval_metric"], written["eval_higher_is_better"], written["eval_value"]) == (*expected, 12.5)
+
+
+def test_a_lower_is_better_headline_is_recorded_as_such_whatever_its_name(tmp_path):
+    """The flag comes from the task, not from the metric's name: a made-up 'score' where lower is better."""
+    rec = recorder(tmp_path, Clock(), task=SimpleNamespace(eval_metric="score", higher_is_better=False))
+    with rec.training():
+        pass
+    summary = rec.finish({"eval/score": 3.0, "eval_strict/score": 4.0})
+    assert summary["eval_higher_is_better"] is False
+    assert json.loads((tmp_path / "summary.json").read_text())["eval_higher_is_better"] is False

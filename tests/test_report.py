@@ -287,7 +287,8 @@ def test_cli_writes_runs_csv_table_and_lists_failures(grid, capsys):
     out = grid / "report"
     runs = read_csv(out / "runs.csv")
     assert list(runs[0]) == ["run_name", "model", "sparsity", "recipe", "seed", "budget", "steps", "train_flops",
-                             "inference_flops", "eval_metric", "eval_value", "eval_value_strict", "wall_seconds",
+                             "inference_flops", "eval_metric", "eval_higher_is_better", "eval_value",
+                             "eval_value_strict", "wall_seconds",
                              "status", "error", "version", "git_sha", "sweep", "run_dir"]
     assert len(runs) == 13  # the skipped corner is no row
     assert {r["status"] for r in runs} == {"finished", "failed", "unfinished"}
@@ -315,7 +316,7 @@ def test_strict_makes_strict_the_headline(grid, tmp_path):
     table = (tmp_path / "r" / "table.md").read_text()
     assert table.startswith("| model | sparsity | recipe | budget | metric | strict N:M | ± std | n | as trained |")
     assert "| vit | 1:16 | srste | epochs=2 | top1 | 61.00 | 2.00 | 3 | 62.00 |" in table
-    assert list(read_csv(tmp_path / "r" / "table.csv")[0])[6] == "strict_mean"
+    assert list(read_csv(tmp_path / "r" / "table.csv")[0])[5:8] == ["higher_is_better", "headline", "strict_mean"]
 
 
 def test_group_by_other_keys(grid, tmp_path, capsys):
@@ -427,7 +428,7 @@ def test_baseline_compares_each_setting_and_reads_the_difference_against_the_see
     g, iso = tmp_path / "g", {"kind": "train_flops", "value": 1.5e12}
     for seed, value in enumerate((60.0, 62.0, 64.0)):  # SR-STE 1:16: mean 62, std 2
         write_run(g, sparsity="1:16", recipe="srste", seed=seed, value=value, flops=1e12)
-    for seed, value in enumerate((66.0, 68.0)):  # MDGF-Exp 1:16: mean 67, std 1.41 -> +5 > 2: above
+    for seed, value in enumerate((66.0, 68.0)):  # MDGF-Exp 1:16: mean 67, std 1.41 -> +5 > 2: better
         write_run(g, sparsity="1:16", recipe="mdgf_exp", seed=seed, value=value, flops=1.5e12)
     for seed, value in enumerate((61.0, 65.0)):  # SDGF-Step 1:16: mean 63, std 2.83 -> +1 < 2.83: no difference
         write_run(g, sparsity="1:16", recipe="sdgf_step", seed=seed, value=value, flops=1.2e12)
@@ -440,10 +441,10 @@ def test_baseline_compares_each_setting_and_reads_the_difference_against_the_see
     rows = compare_rows(tmp_path / "r" / "compare.md")
     iso_budget = "train_flops=1.5e+12"
     assert rows == {
-        ("1:16", "mdgf_exp", "epochs=2", "epochs=2"): ("+5.00", "2.00", "2 vs 3", "1.50x", "above"),
+        ("1:16", "mdgf_exp", "epochs=2", "epochs=2"): ("+5.00", "2.00", "2 vs 3", "1.50x", "better"),
         ("1:16", "mdgf_exp", "epochs=2", iso_budget): ("+0.00", "1.41", "2 vs 2", "1.00x", "no difference"),
         ("1:16", "sdgf_step", "epochs=2", "epochs=2"): ("+1.00", "2.83", "2 vs 3", "1.20x", "no difference"),
-        ("1:16", "sdgf_step", "epochs=2", iso_budget): ("-4.00", "2.83", "2 vs 2", "0.80x", "below"),
+        ("1:16", "sdgf_step", "epochs=2", iso_budget): ("-4.00", "2.83", "2 vs 2", "0.80x", "worse"),
         ("1:32", "mdgf_exp", "epochs=2", "epochs=2"): ("+3.00", "-", "1 vs 1", "1.00x", "unknown (1 seed)"),
     }
     assert (tmp_path / "r" / "compare.md").read_text() in capsys.readouterr().out

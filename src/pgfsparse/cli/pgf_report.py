@@ -7,12 +7,15 @@
     pgf-report results/cifar10 --baseline recipe=srste    -> compare.md: each recipe minus SR-STE
 
 Writes runs.csv (one line per run), table.md / table.csv (one line per setting,
-mean ± sample std over seeds; the Markdown also goes to stdout), noise.md (where
+mean ± sample std over seeds, and the best setting of each model, sparsity and
+metric; the Markdown also goes to stdout), noise.md (where
 each setting's FF gradient-noise curves end, when runs logged diagnostics), with
 --baseline compare.md (each setting minus its baseline, read against the spread
 over seeds) and, unless --no-plots, accuracy_vs_flops, accuracy_vs_sparsity,
-training_curves and gradient_noise as PNG and SVG. Problems with the input stop it with one line,
-`pgf-report: error: <what>: <fix>`, and exit status 2.
+training_curves and gradient_noise as PNG and SVG. "Best", the Pareto front and
+the readings follow each metric's direction: summary.json's eval_higher_is_better for
+a run's headline, else the name (lower perplexity and loss are better). Problems with
+the input stop it with one line, `pgf-report: error: <what>: <fix>`, and exit status 2.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from pgfsparse.report.compare import compare, compare_markdown, parse_baseline
 from pgfsparse.report.noise import noise_levels, noise_markdown
 from pgfsparse.report.table import (
     DEFAULT_GROUP_BY,
+    best_markdown,
     notes_markdown,
     summarize,
     to_markdown,
@@ -106,6 +110,7 @@ def report(args: argparse.Namespace) -> int:
     group_by = [k.strip() for k in args.group_by.split(",") if k.strip()]
     groups = summarize(rows, metric=args.metric, strict=args.strict, group_by=group_by)
     markdown = to_markdown(groups)
+    best = best_markdown(groups)
     notes = notes_markdown(rows, args.metric)
     noise = noise_markdown(noise_levels(rows))
     comparison = ""
@@ -116,14 +121,14 @@ def report(args: argparse.Namespace) -> int:
         out.mkdir(parents=True, exist_ok=True)
         write_runs_csv(rows, out / "runs.csv")
         write_table_csv(groups, out / "table.csv")
-        (out / "table.md").write_text(markdown + ("\n" + notes if notes else ""))
+        (out / "table.md").write_text("\n".join(part for part in (markdown, best, notes) if part))
         if noise:
             (out / "noise.md").write_text(noise)
         if comparison:
             (out / "compare.md").write_text(comparison)
     except OSError as error:
         raise ReportError(f"cannot write {out} ({error.strerror}): pass --out DIR with a writable folder") from None
-    print("\n".join(part for part in (markdown, notes, noise, comparison) if part))
+    print("\n".join(part for part in (markdown, best, notes, noise, comparison) if part))
     if args.no_plots:
         print("plots: not drawn (--no-plots)")
     else:

@@ -4,9 +4,12 @@
     rows = collect_runs(["multirun/my-sweep"])        # one dict per run (see collect.RUN_COLUMNS)
     groups = summarize(rows, metric=None, strict=False)
     print(to_markdown(groups))
+    print(best_markdown(groups))                      # the best setting per model, sparsity and metric
     print(compare_markdown(compare(groups, "recipe", "srste"), "recipe", "srste"))  # each recipe minus SR-STE
     fig = plots.accuracy_vs_flops(groups)             # a matplotlib Figure; out=DIR also saves PNG + SVG
 
+Every view that ranks follows the metric's direction (`group["higher_is_better"]`; lower
+perplexity is better): best_markdown, compare's readings, the Pareto front, the axis labels.
 `plots` imports matplotlib inside its functions, so importing this package never does.
 """
 
@@ -22,6 +25,8 @@ from pgfsparse.report.collect import (
 )
 from pgfsparse.report.compare import compare, compare_markdown
 from pgfsparse.report.table import (
+    best_groups,
+    best_markdown,
     notes_markdown,
     summarize,
     to_markdown,
@@ -32,6 +37,8 @@ from pgfsparse.report.table import (
 __all__ = [
     "RUN_COLUMNS",
     "ReportError",
+    "best_groups",
+    "best_markdown",
     "collect_runs",
     "compare",
     "compare_markdown",

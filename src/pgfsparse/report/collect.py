@@ -37,6 +37,7 @@ RUN_COLUMNS = (
     "train_flops",
     "inference_flops",
     "eval_metric",
+    "eval_higher_is_better",  # the headline's direction (older summaries: by the metric's name)
     "eval_value",
     "eval_value_strict",
     "wall_seconds",
@@ -134,8 +135,7 @@ def collect_runs(paths: Iterable[str], skip: Optional[Path] = None) -> List[Dict
 
 def run_row(run_dir: Path, point: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """The row of one run dir; `point` is its sweep_status.json entry, used when newer than status.json."""
-    summary_record, status_record = RunSummary.read(run_dir), RunStatus.read(run_dir)
-    summary = summary_record.to_dict() if summary_record else None
+    summary, status_record = RunSummary.read(run_dir), RunStatus.read(run_dir)
     status = newer(status_record.to_dict() if status_record else None, point) or {}
     sweep = _sweep_name(run_dir)
     if summary:
@@ -206,13 +206,15 @@ def from_overrides(overrides: Optional[Iterable[str]]) -> Dict[str, Any]:
     return out
 
 
-def _finished_row(run_dir: Path, summary: Dict[str, Any], status: Dict[str, Any], sweep: Optional[str]):
+def _finished_row(run_dir: Path, record: RunSummary, status: Dict[str, Any], sweep: Optional[str]):
+    summary = record.to_dict()
     name = summary.get("run_name") or status.get("run_name") or _default_name(summary) or run_dir.name
     parsed = parse_run_name(run_dir.name) or parse_run_name(name) or {}
     row = {column: summary.get(column) for column in RUN_COLUMNS}
     row.update(
         run_name=name,
         budget=format_budget(summary.get("budget")) or from_overrides(status.get("overrides")).get("budget", ""),
+        eval_higher_is_better=record.higher_is_better(),
         status="finished",
         error="",
         version=summary.get("version") or status.get("version"),

@@ -10,8 +10,9 @@ which is which.
 
 The reading follows one rule: a difference no larger than the spread over
 seeds (the larger of the two settings' sample standard deviations) is no
-difference. With a single seed on either side the spread is unknown, and so is
-the reading.
+difference; a larger one is better or worse by the metric's own direction (a
+lower perplexity or loss is better, a higher accuracy or BLEU). With a single
+seed on either side the spread is unknown, and so is the reading.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional, Tuple
 
 from pgfsparse.report.collect import ReportError
-from pgfsparse.report.table import LABELS
+from pgfsparse.report.table import LABELS, direction_words
 
 FREE_KEYS = ("budget",)  # a baseline may differ in these too: equal epochs and equal FLOPs both show
 
@@ -60,19 +61,21 @@ def _pair(group: Dict[str, Any], base: Dict[str, Any]) -> Dict[str, Any]:
         "difference": difference,
         "spread": spread,
         "flops_ratio": ratio,
-        "reading": reading(difference, spread, group["n"], base["n"]),
+        "reading": reading(difference, spread, group["n"], base["n"], group.get("higher_is_better", True)),
     }
 
 
-def reading(difference: Optional[float], spread: Optional[float], n: int, n_base: int) -> str:
-    """'above' / 'below' only when the difference is larger than the spread over seeds."""
+def reading(
+    difference: Optional[float], spread: Optional[float], n: int, n_base: int, higher_is_better: bool = True
+) -> str:
+    """'better' / 'worse' (by the metric's direction) only when the difference is larger than the spread over seeds."""
     if difference is None:
         return "-"
     if min(n, n_base) < 2 or spread is None:
         return "unknown (1 seed)"
     if abs(difference) <= spread:
         return "no difference"
-    return "above" if difference > 0 else "below"
+    return "better" if (difference > 0) == higher_is_better else "worse"
 
 
 def compare_markdown(pairs: List[Dict[str, Any]], key: str, value: str) -> str:
@@ -94,7 +97,8 @@ def compare_markdown(pairs: List[Dict[str, Any]], key: str, value: str) -> str:
     lines = [
         f"Each setting minus each {key}={value} setting of the same {', '.join(same)} (any budget: the "
         f"FLOPs ratio tells equal epochs from equal compute); spread = the larger sample std over seeds, "
-        f"and a difference within it is no difference:",
+        f"and a difference within it is no difference; better / worse follow each metric's direction "
+        f"({_directions(pairs)}):",
         "",
         "| " + " | ".join(header) + " |",
         "|" + "|".join("---" for _ in header) + "|",
@@ -113,6 +117,12 @@ def compare_markdown(pairs: List[Dict[str, Any]], key: str, value: str) -> str:
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _directions(pairs: List[Dict[str, Any]]) -> str:
+    """'top1: higher is better; perplexity: lower is better' for the metrics compared, in table order."""
+    seen = {p["setting"]["metric"]: p["setting"].get("higher_is_better", True) for p in pairs}
+    return "; ".join(f"{metric}: {direction_words(higher)}" for metric, higher in seen.items())
 
 
 def _signed(value: Optional[float]) -> str:

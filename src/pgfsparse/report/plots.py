@@ -1,5 +1,7 @@
 """Figures that compare recipes: accuracy vs training FLOPs (with its Pareto front), accuracy vs
 sparsity, training curves, and the gradient-noise curves of Bambhaniya et al. (2024, Figure 3).
+"Accuracy" is any headline metric: where lower is better (perplexity, loss) the front takes the
+lowest values and the axis label says "(lower is better)".
 
 matplotlib loads on first use, drawing on the Agg canvas without pyplot, so
 `import pgfsparse.report` stays light, no display is needed and no global
@@ -18,7 +20,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, cast
 
 from pgfsparse.report.collect import read_events
 from pgfsparse.report.noise import NOISE_GROUP_BY, NOISE_KEYS
-from pgfsparse.report.table import density, sort_value, split_metrics
+from pgfsparse.report.table import density, direction_words, higher_is_better, sort_value, split_metrics
 
 RECIPE_COLORS = {
     "dense": "#555555",
@@ -59,18 +61,20 @@ class NothingToPlot(ValueError):
 
 
 # -- pure helpers --------------------------------------------------------------------------------
-def pareto_front(points: Iterable[Tuple[float, float]]) -> List[Tuple[float, float]]:
-    """The points no cheaper-or-equal point beats: the best accuracy reachable for given FLOPs or less.
+def pareto_front(points: Iterable[Tuple[float, float]], higher_is_better: bool = True) -> List[Tuple[float, float]]:
+    """The points no cheaper-or-equal point beats: the best value reachable for given FLOPs or less.
 
-    Sorted by FLOPs; each kept point is strictly more accurate than every point
-    left of it. Points with a missing value are ignored.
+    Sorted by FLOPs; each kept point is strictly better than every point left of
+    it: higher, or lower when lower is better (perplexity). Points with a
+    missing value are ignored.
     """
+    sign = 1.0 if higher_is_better else -1.0  # compare sign * y: "better" is always "larger"
     best, front = -math.inf, []
     valid = [(x, y) for x, y in points if x is not None and y is not None and not math.isnan(y)]
-    for x, y in sorted(valid, key=lambda p: (p[0], -p[1])):
-        if y > best:
+    for x, y in sorted(valid, key=lambda p: (p[0], -sign * p[1])):
+        if sign * y > best:
             front.append((x, y))
-            best = y
+            best = sign * y
     return front
 
 
@@ -100,10 +104,12 @@ def metric_name(metric: Optional[str]) -> str:
     return PERCENT_METRICS.get(name) or ("BLEU" if name == "bleu" else name)
 
 
-def metric_label(metric: Optional[str], strict: bool = False) -> str:
-    """An axis label with its unit: 'top-1 (%), as trained'; 'BLEU, strict N:M'."""
+def metric_label(metric: Optional[str], strict: bool = False, higher_is_better: bool = True) -> str:
+    """An axis label with its unit: 'top-1 (%), as trained'; 'BLEU, strict N:M';
+    'perplexity, as trained (lower is better)' (higher-is-better metrics say nothing, as before)."""
     unit = " (%)" if str(metric) in PERCENT_METRICS else ""
-    return f"{metric_name(metric)}{unit}, {'strict N:M' if strict else 'as trained'}"
+    direction = "" if higher_is_better else f" ({direction_words(False)})"
+    return f"{metric_name(metric)}{unit}, {'strict N:M' if strict else 'as trained'}{direction}"
 
 
 def save(fig, out: Optional[Path], name: str) -> List[Path]:
@@ -245,7 +251,8 @@ def accuracy_vs_flops(groups: List[Dict[str, Any]], out: Optional[Path] = None):
                 mec="white",
                 mew=0.6,
             )
-        front = pareto_front((g["train_flops"], g["mean"]) for g in items)
+        higher = items[0].get("higher_is_better", True)
+        front = pareto_front(((g["train_flops"], g["mean"]) for g in items), higher)
         xs, ys = [x for x, _ in front], [y for _, y in front]
         ax.step(xs + [max(flops)], ys + [ys[-1]], where="post", ls="--", lw=1.2, color="0.25", zorder=0)
         _log_flops_axis(ax, flops)
@@ -253,7 +260,7 @@ def accuracy_vs_flops(groups: List[Dict[str, Any]], out: Optional[Path] = None):
             ax,
             f"{model}: {metric_name(metric)} vs training FLOPs",
             "training FLOPs (log scale)",
-            metric_label(metric, items[0]["headline"] == "strict"),
+            metric_label(metric, items[0]["headline"] == "strict", higher),
         )
     for ax in axes[len(panels) :]:
         ax.set_visible(False)
@@ -331,7 +338,7 @@ def accuracy_vs_sparsity(groups: List[Dict[str, Any]], out: Optional[Path] = Non
             ax,
             f"{model}: {metric_name(metric)} vs N:M sparsity",
             "N:M pattern (M/N on a log2 scale; sparser to the right)",
-            metric_label(metric, items[0]["headline"] == "strict"),
+            metric_label(metric, items[0]["headline"] == "strict", items[0].get("higher_is_better", True)),
         )
     for ax in axes[len(panels) :]:
         ax.set_visible(False)
@@ -383,7 +390,7 @@ def training_curves(
             if e.get(key) is not None and e.get("train_flops") is not None
         ]
         if loss or len(evals) > 1:
-            runs.append({**row, "_loss": loss, "_eval": evals, "_metric": name})
+            runs.append({**row, "_loss": loss, "_eval": evals, "_metric": name, "_higher": higher_is_better(row, name)})
     if not runs:
         raise NothingToPlot("training_curves: no finished run has train loss or eval events in metrics.jsonl")
     show_eval = any(len(r["_eval"]) > 1 for r in runs)
@@ -415,7 +422,10 @@ def training_curves(
             shown = items[0]["_metric"]
             if field == "_eval":
                 _style_axes(
-                    ax, f"{model}: {metric_name(shown)} during training", "training FLOPs", metric_label(shown, strict)
+                    ax,
+                    f"{model}: {metric_name(shown)} during training",
+                    "training FLOPs",
+                    metric_label(shown, strict, items[0]["_higher"]),
                 )
             else:
                 _style_axes(ax, f"{model}: training loss", "training FLOPs", "train loss")

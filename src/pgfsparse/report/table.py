@@ -6,6 +6,10 @@ depth=6). Each group gives mean, sample std and n of the headline metric, as
 trained and strict N:M, and mean training FLOPs, inference FLOPs and wall time.
 Rows sort by model, sparsity from dense to sparsest, then a fixed recipe order,
 so tables from different sweeps line up.
+
+Each group also knows its metric's direction (`higher_is_better`: False for perplexity
+and losses), which every view that ranks (best-of, Pareto front, compare readings,
+axis labels) follows.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from pgfsparse.report.collect import RUN_COLUMNS, ReportError
+from pgfsparse.rundir.records import metric_higher_is_better
 from pgfsparse.sparsity.recipes import RECIPES
 
 DEFAULT_GROUP_BY = ("model", "sparsity", "recipe", "budget")
@@ -77,6 +82,19 @@ def metric_values(row: Dict[str, Any], metric: Optional[str]) -> Tuple[Optional[
     return metric, evals.get(f"eval/{metric}"), evals.get(f"eval_strict/{metric}")
 
 
+def higher_is_better(row: Dict[str, Any], metric: Optional[str]) -> bool:
+    """The direction of `metric` in a run's row: its recorded headline direction when `metric` is
+    the headline (None or its name), else by the metric's name (loss, perplexity: lower is better)."""
+    headline = metric is None or metric == row.get("eval_metric")
+    if headline and row.get("eval_higher_is_better") is not None:
+        return bool(row["eval_higher_is_better"])
+    return metric_higher_is_better(metric or row.get("eval_metric"))
+
+
+def direction_words(higher: bool) -> str:
+    return "higher is better" if higher else "lower is better"
+
+
 def summarize(
     rows: Iterable[Dict[str, Any]],
     metric: Optional[str] = None,
@@ -107,11 +125,17 @@ def summarize(
             if name is None or (value is None and strict_value is None):
                 continue
             bucket_key = tuple(row.get(k) for k in keys) + (name,)
-            buckets.setdefault(bucket_key, []).append({**row, "_value": value, "_strict": strict_value})
+            buckets.setdefault(bucket_key, []).append(
+                {**row, "_value": value, "_strict": strict_value, "_higher": higher_is_better(row, wanted)}
+            )
     groups = []
     for bucket_key, members in buckets.items():
         group: Dict[str, Any] = dict(zip(keys, bucket_key))
         group.update(metric=bucket_key[-1], headline="strict" if strict else "as_trained", keys=keys)
+        directions = {m["_higher"] for m in members}  # runs that disagree: the metric's name decides
+        group["higher_is_better"] = (
+            directions.pop() if len(directions) == 1 else metric_higher_is_better(group["metric"])
+        )
         group.update(_stats("as_trained", [m["_value"] for m in members]))
         group.update(_stats("strict", [m["_strict"] for m in members]))
         head = group["headline"]
@@ -193,6 +217,44 @@ def to_markdown(groups: List[Dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def best_groups(groups: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """The best-mean setting of each model, sparsity and metric that has more than one setting, in
+    table order; best by the metric's direction (the lowest perplexity), the first in table order on a tie."""
+    contests: Dict[Tuple, List[Dict[str, Any]]] = {}
+    for group in groups:
+        if group.get("mean") is not None:
+            contests.setdefault((group.get("model"), group.get("sparsity"), group["metric"]), []).append(group)
+    best = []
+    for rivals in contests.values():
+        if len(rivals) > 1:
+            sign = 1.0 if rivals[0].get("higher_is_better", True) else -1.0
+            best.append(max(rivals, key=lambda g: sign * g["mean"]))  # max keeps the first of equals
+    return best
+
+
+def best_markdown(groups: List[Dict[str, Any]]) -> str:
+    """Below the table: the best setting of each model, sparsity and metric; '' when none has rivals."""
+    best = best_groups(groups)
+    if not best:
+        return ""
+    lines = [
+        f"Best mean ({LABELS[best[0]['headline']]}) of each model, sparsity and metric with more than one "
+        f"setting (whether a gap exceeds the spread over seeds: --baseline, compare.md):"
+    ]
+    for g in best:
+        where = " ".join(str(g.get(k)) for k in ("model", "sparsity", "metric") if g.get(k) not in (None, ""))
+        setting = " ".join(
+            str(g[k]) for k in g["keys"] if k not in ("model", "sparsity") and g.get(k) not in (None, "")
+        )
+        spread = f" ± {_fmt(g['std'])}" if g.get("std") is not None else ""
+        seeds = f"{g['n']} seed{'s' if g['n'] != 1 else ''}"
+        lines.append(
+            f"- {where} ({direction_words(g.get('higher_is_better', True))}): "
+            f"{setting or '-'}, {_fmt(g['mean'])}{spread} ({seeds})"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def notes_markdown(rows: Iterable[Dict[str, Any]], metric: Optional[str] = None) -> str:
     """Below the table: every failed, unfinished and running run with its reason, and skipped corners counted."""
     rows = list(rows)
@@ -243,7 +305,7 @@ def write_table_csv(groups: List[Dict[str, Any]], path: Path) -> None:
     """table.csv: the table's numbers unrounded, headline first, blanks for a missing std."""
     keys = groups[0]["keys"] if groups else list(DEFAULT_GROUP_BY)
     order = _order(groups[0]) if groups else ("as_trained", "strict")
-    fields = [*keys, "metric", "headline"]
+    fields = [*keys, "metric", "higher_is_better", "headline"]
     fields += [f"{part}_{stat}" for part in order for stat in ("mean", "std", "n")]
     fields += ["train_flops", "inference_flops", "wall_seconds", "runs"]
     with open(path, "w", newline="") as f:

@@ -41,6 +41,7 @@ class Recorder:
     ):
         self.cfg, self.spec, self.parts, self.process, self.clock = cfg, spec, parts, process, clock
         self.eval_metric, self.run_dir, self.sweep_name = task.eval_metric, Path(run_dir), sweep_name
+        self.higher_is_better = bool(task.higher_is_better)  # the headline's direction, for pgf-report
         self.metrics = MetricsFile(self.run_dir)
         self.wandb = None
         if process.is_main:
@@ -210,6 +211,7 @@ class Recorder:
             eval_metric=metric,
             eval_value=final[f"eval/{metric}"],
             eval_value_strict=final[f"eval_strict/{metric}"],
+            eval_higher_is_better=self.higher_is_better,
             eval=final,
             wall_seconds=wall,
             **self._run_throughput(),

@@ -4,11 +4,16 @@ The trainer writes them and pgf-report reads them only through these classes. Ea
 carries `schema`: 2 since pgfsparse 0.2.0; files written by 0.1.0 have none and read as 1
 (the same fields). Keys a record does not know are kept in `extra` and written back, so a
 file from a newer version survives a round trip through an older one.
+
+A metric's direction (is a higher value better?) is decided here, once: a run's headline
+by the `eval_higher_is_better` its summary records, any other metric, and the headline of
+a summary written before that field existed, by `metric_higher_is_better`'s name rule.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Type, TypeVar, Union
@@ -33,6 +38,19 @@ REQUIRED_SUMMARY_FIELDS = (
     "wall_seconds",
 )
 Record = TypeVar("Record", bound="_JsonRecord")
+# metric names (or words of them, split at "_" or "-") for which lower is better: cross-entropy and its exponent
+LOWER_IS_BETTER = ("loss", "perplexity", "ppl", "nll", "bits_per_byte")
+
+
+def metric_higher_is_better(metric: Optional[str]) -> bool:
+    """Is a higher value of `metric` better, judged by its name alone? Losses and perplexities are not.
+
+    'perplexity', 'eval/loss', 'eval_strict/word_perplexity', 'lm_eval/wikitext/bits_per_byte,none'
+    -> False; 'top1', 'token_acc', 'bleu', None -> True. Only for metrics whose run recorded no
+    direction: a summary's `eval_higher_is_better` wins for its headline.
+    """
+    name = str(metric or "").rsplit("/", 1)[-1].split(",", 1)[0].lower()
+    return not (name in LOWER_IS_BETTER or set(re.split(r"[_\-]", name)) & set(LOWER_IS_BETTER))
 
 
 class _JsonRecord:
@@ -74,6 +92,7 @@ class RunSummary(_JsonRecord):
     eval_metric: Optional[str] = None
     eval_value: Optional[float] = None
     eval_value_strict: Optional[float] = None
+    eval_higher_is_better: Optional[bool] = None  # the headline's direction (the task's); None in older files
     eval: Optional[Dict[str, float]] = None
     wall_seconds: Optional[float] = None
     status: str = "finished"
@@ -102,6 +121,12 @@ class RunSummary(_JsonRecord):
         """The run's summary, or None when it has none (not finished) or it cannot be read."""
         values = read_json(_run_dir(run_dir).summary)
         return cls.from_dict({"schema": 1, **values}) if isinstance(values, dict) else None  # no schema: 0.1.0
+
+    def higher_is_better(self) -> bool:
+        """The headline's direction: as recorded, else (a summary older than the field) by its name."""
+        if self.eval_higher_is_better is not None:
+            return bool(self.eval_higher_is_better)
+        return metric_higher_is_better(self.eval_metric)
 
     def write(self, run_dir: Union[Path, RunDir]) -> None:
         missing = [name for name in REQUIRED_SUMMARY_FIELDS if getattr(self, name) is None]

@@ -28,6 +28,7 @@ from pgfsparse.models import build_t5, build_vision_model  # noqa: E402
 CONF = Path(pgfsparse.__file__).parent.parent.parent / "conf"
 MODELS = ["vit", "vit_b16", "swin", "t5", "t5_small", "t5_base"]
 TEXT_MODELS = {"t5", "t5_small", "t5_base"}
+DECODER_MODELS = ["gpt2", "llama", "llama_125m"]  # built and checked in test_decoder_models.py
 SPARSITIES = ["dense", "2:4", "1:4", "1:8", "1:16", "1:32", "1:64", "1:128"]
 RECIPES = ["auto", "dense", "ste", "srste", "mdgf_linear", "mdgf_exp", "decay", "mdgf_step",
            "sdgf_step", "sdgf_geo", "sdgf_custom", "sdgf_cubic"]
@@ -52,8 +53,9 @@ def test_option_files_match_the_documented_grid():
     assert names("recipe") == []  # built from the recipe classes, not YAML (conf/recipe/README.md)
     assert set(RECIPES) <= recipe_options
     assert recipe_options == set(pgfsparse.RECIPES) | {"auto", "decay", "custom"}
-    assert set(MODELS) | {"timm"} == set(names("model"))
-    assert {"cifar10", "imagenet", "imagefolder", "digits", "multi30k", "wmt16", "c4", "text", "glue"} == set(
+    assert set(MODELS) | set(DECODER_MODELS) | {"timm"} == set(names("model"))
+    assert {"cifar10", "imagenet", "imagefolder", "digits", "multi30k", "wmt16", "c4", "text", "glue",
+            "tiny_shakespeare", "wikitext"} == set(
         names("data"))
 
 

@@ -83,7 +83,7 @@ FROM_THE_ISSUE = [
     ("data=imagefolder data.path=no-such-folder", "data.path=no-such-folder: no such file or folder"),
     ("model=timm model.name=resnet18 sparsity=1:4", "no built-in layer map for ResNet"),
     ("data.batch_size=4000", "exceeds the 1438 examples"),
-    ("model=vitt", "Could not find 'model/vitt' (choose one of: swin, t5"),
+    ("model=vitt", "Could not find 'model/vitt' (choose one of: gpt2, llama, llama_125m, swin, t5"),
     ("optim.nme=3", "Could not override 'optim.nme'"),
     ("optim.lr=fast", "optim.lr=fast"),
     ("+optim.momentum=0.9", "unknown config key(s) optim.momentum"),

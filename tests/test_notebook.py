@@ -62,7 +62,7 @@ def test_notebook_runs_end_to_end(tmp_path, monkeypatch):
     assert "| vit | 1:16 | srste | steps=30 | top1 | 61.00 | 1.41 | 2 |" in tables[0]
     assert "| vit | 1:16 | mdgf_exp | steps=30 | top1 | 67.00 | 1.41 | 2 |" in tables[0]
     assert "| vit | 1:16 | mdgf_exp | steps=30 | top1 | steps=30 | +6.00 | 1.41 | 2 vs 2 |" in tables[1]
-    assert tables[1].rstrip().endswith("| above |")
+    assert tables[1].rstrip().endswith("| better |")
     figures = [out for out in outputs if "image/png" in out.get("data", {})]
     assert len(figures) == 2  # accuracy vs FLOPs, gradient noise
     printed = "".join(out.get("text", "") for out in outputs if out.output_type == "stream")

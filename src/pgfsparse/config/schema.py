@@ -146,6 +146,9 @@ class DataConfig:
     target_lang: Optional[str] = None  # translation: the target text column (de)
     source_prefix: str = ""  # prepended to every source text (pretrained T5: "translate English to German: ")
     text_column: str = "text"  # corpus: the column (Parquet/hub) holding documents
+    # corpus: None = each row is a document (EOS between documents); a string = the rows are lines of one
+    # text, joined with it (wikitext: "", its rows keep their own newlines)
+    row_separator: Optional[str] = None
     block_size: int = 64  # corpus, causal LM: tokens per training example (targets are the next tokens)
     glue_task: Optional[str] = None  # glue: cola | sst2 | mrpc | qqp | stsb | mnli | qnli | rte | wnli
     max_source_length: int = 128  # tokens, EOS included (longer texts are truncated)

@@ -10,9 +10,10 @@ from dataclasses import MISSING, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, cast
 
-from pgfsparse.config.schema import DATA_KINDS, TEXT_FAMILIES, VISION_FAMILIES, TrainConfig
+from pgfsparse.config.schema import DATA_KINDS, DECODER_FAMILIES, TEXT_FAMILIES, VISION_FAMILIES, TrainConfig
 from pgfsparse.config.spec import RunSpec, resolve
 from pgfsparse.errors import ConfigError, first_line
+from pgfsparse.evaluation.harness import check_lm_eval
 
 
 def to_train_config(cfg) -> TrainConfig:
@@ -50,8 +51,13 @@ def _unknown_keys(values: dict, schema, prefix: str = "") -> list:
     return unknown
 
 
+# The text data options, by task: what a one-line error suggests
+CORPUS_DATA = "tiny_shakespeare, wikitext or text"  # plain text (data.kind corpus)
+T5_DATA = f"multi30k, wmt16, glue, c4, {CORPUS_DATA}"
+
+
 def check_model_and_data(cfg: TrainConfig) -> None:
-    """A text model needs text data and a vision model images: say which choices fit."""
+    """A model needs data of its kind (images; text pairs or corpora for T5; corpora for decoders): say which fit."""
     family, kind = cfg.model.family, cfg.data.kind
     if family not in TEXT_FAMILIES + VISION_FAMILIES:
         raise ConfigError(
@@ -60,14 +66,20 @@ def check_model_and_data(cfg: TrainConfig) -> None:
     if kind not in DATA_KINDS:
         raise ConfigError(f"data.kind={kind!r} is unknown: choose one of {', '.join(DATA_KINDS)}")
     if family in TEXT_FAMILIES and kind == "image":
+        choices = CORPUS_DATA if family in DECODER_FAMILIES else T5_DATA
         raise ConfigError(
             f"model={family} is a text model but data={cfg.data.name} is image data: "
-            "choose data=multi30k, wmt16, c4, text or glue (or an image model such as model=vit)"
+            f"choose data={choices} (or an image model such as model=vit)"
         )
     if family in VISION_FAMILIES and kind != "image":
         raise ConfigError(
             f"model={family} is an image model but data={cfg.data.name} is {kind.replace('_', '-')} text data: "
-            "choose model=t5 (or t5_small, t5_base), or image data such as data=cifar10"
+            "choose a text model (model=t5, gpt2 or llama), or image data such as data=cifar10"
+        )
+    if family in DECODER_FAMILIES and kind not in ("corpus", "span_corruption"):
+        raise ConfigError(
+            f"model={family} is a decoder (causal language model) and trains on plain text, but data={cfg.data.name} "
+            f"is {kind} data: choose data={CORPUS_DATA} (data.path=...), or model=t5 for {kind}"
         )
     if kind == "translation" and not (cfg.data.source_lang and cfg.data.target_lang):
         raise ConfigError("translation needs data.source_lang and data.target_lang (two text columns, e.g. en and de)")
@@ -75,6 +87,19 @@ def check_model_and_data(cfg: TrainConfig) -> None:
         raise ConfigError(f"data.source_lang and data.target_lang are both {cfg.data.source_lang!r}: name two columns")
     if kind == "glue" and not cfg.data.glue_task:
         raise ConfigError("data=glue needs data.glue_task (cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte or wnli)")
+
+
+def check_decoder(cfg: TrainConfig) -> None:
+    """A decoder built from a config: its model.kwargs and its context against data.block_size, before any build.
+
+    A pretrained decoder's context is known once its config is read: `build_causal_lm` checks it.
+    """
+    from pgfsparse.models.causal_lm import check_block_size, pretrained_source, scratch_config
+
+    if cfg.model.family not in DECODER_FAMILIES or pretrained_source(cfg.model) is not None:
+        return
+    config = scratch_config(cfg.model, 1, eos_token_id=0)  # vocabulary and ids do not change the checks
+    check_block_size(config, cfg.data.block_size, cfg.model)
 
 
 class Range(NamedTuple):
@@ -185,20 +210,41 @@ def check_optimizer(cfg: TrainConfig) -> None:
 
 def check_files(cfg: TrainConfig) -> None:
     """Files the config names must exist (and a weights file must be safe to load)."""
-    from pgfsparse.run.checkpoint import check_weights_file
-
     if cfg.resume is not None and not Path(cfg.resume).is_dir():
         raise ConfigError(f"resume={cfg.resume}: no such run dir (give the folder a run wrote)")
     if cfg.data.path is not None and not Path(cfg.data.path).expanduser().exists():
         raise ConfigError(f"data.path={cfg.data.path}: no such file or folder")
     if cfg.model.checkpoint is not None:
-        check_weights_file(Path(cfg.model.checkpoint).expanduser(), "model.checkpoint")
+        check_start_weights(cfg, cfg.model.checkpoint)
+
+
+def check_start_weights(cfg: TrainConfig, checkpoint: str) -> None:
+    """model.checkpoint: a pgf-train run dir or checkpoint (any family), or a timm weights file (vision)."""
+    from pgfsparse.models.start_weights import is_run_checkpoint
+    from pgfsparse.run.checkpoint import check_weights_file
+    from pgfsparse.rundir.layout import CHECKPOINT
+
+    path = Path(checkpoint).expanduser()
+    if path.is_dir():
+        if not (path / CHECKPOINT).is_file():
+            raise ConfigError(
+                f"model.checkpoint={path} is a folder without {CHECKPOINT}: give a pgf-train run dir that has "
+                "written one, or its checkpoint file"
+            )
+        path = path / CHECKPOINT
+    check_weights_file(path, "model.checkpoint")  # exists, and holds only tensors (never unpickles code)
+    if cfg.model.family not in VISION_FAMILIES and not is_run_checkpoint(path):
+        raise ConfigError(
+            f"model.checkpoint={path} is not a pgf-train checkpoint: model={cfg.model.family} starts from a "
+            "pgf-train run dir or its checkpoint.pt (Hugging Face weights: model.pretrained=DIR)"
+        )
 
 
 def check(cfg: TrainConfig, model: Optional[str] = None, name: Optional[str] = None) -> RunSpec:
     """All checks that need no model or data; returns the run's RunSpec (see `spec.resolve`)."""
     check_ranges(cfg)
     check_model_and_data(cfg)
+    check_decoder(cfg)
     spec = resolve(cfg, model, name=name)  # patterns, recipe and budget
     check_optimizer(cfg)
     if cfg.sparsity.layout not in ("row", "col"):
@@ -213,7 +259,9 @@ def check(cfg: TrainConfig, model: Optional[str] = None, name: Optional[str] = N
     if mode is not None and mode not in ("online", "offline", "disabled"):
         raise ConfigError(f"logger.mode={mode!r}: choose online, offline or disabled")
     check_files(cfg)
+    # last: with lm-eval's built-in task names it scans lm-eval's task index (seconds), which the run's end reuses
+    check_lm_eval(cfg)
     return spec
 
 
-__all__ = ["RANGES", "check", "check_model_and_data", "check_ranges", "to_train_config"]
+__all__ = ["RANGES", "check", "check_decoder", "check_model_and_data", "check_ranges", "to_train_config"]

@@ -8,9 +8,20 @@ Tensors:
 Metadata (strings; JSON where structured):
     format = "pgfsparse.nm", version, dtype, pgfsparse_version, source
     builder  how to rebuild the model (builders.py)
-    layers   {key: {"shape": [...], "layout": row|col|conv, "segments": [{"location", "rows", "n", "m"}, ...]}}
-    aliases  {key: stored key} for tied tensors (T5's embeddings and LM head share one)
+    layers   {key: {"shape": [...], "layout": row|col|conv, "segments": [{"location", "rows", "n", "m"}, ...],
+                    "transposed": bool}}
+    aliases  {key: stored key} for tied tensors (T5's and GPT-2's embeddings and LM head share one)
     sha256   of every tensor's bytes in key order: a corrupt file is refused instead of loading wrong weights
+
+Output units are always rows. A weight the model stores as (in, out) (GPT-2's `Conv1D`, whose
+parametrization says out_dim=1) is compressed as its transpose (out, in), so `shape`, `layout` and the
+segments' `rows` describe that (out, in) matrix: N:M groups along the inputs are `row` layout there, and
+Q, K, V column blocks of GPT-2's fused `c_attn` are row blocks. `"transposed": true` says so; reading
+transposes back, so the model's own (in, out) tensor round-trips bit for bit, and every sparse weight's
+values are laid out per output unit as an N:M kernel reads them. Files without the key (written before
+it existed) mean false. Files with a transposed layer are version 2, the others stay version 1: a
+pgfsparse that predates transposed layers refuses the former ("upgrade pgfsparse") instead of loading
+transposed weights into a square layer, and still reads the latter.
 """
 
 from __future__ import annotations
@@ -33,8 +44,11 @@ from pgfsparse.export.packing import (
     unpack_indices,
 )
 from pgfsparse.rundir.files import atomic_path
+from pgfsparse.sparsity.masked_weight import storage_layout
 
-FORMAT, VERSION = "pgfsparse.nm", "1"
+FORMAT = "pgfsparse.nm"
+VERSION, TRANSPOSED_VERSION = "1", "2"  # a file with transposed layers is version 2 (see above)
+READABLE = (VERSION, TRANSPOSED_VERSION)
 DTYPES = {
     "fp32": torch.float32,
     "float32": torch.float32,
@@ -51,12 +65,37 @@ class ExportFileError(ValueError):
 
 @dataclass
 class SparseWeight:
-    """A masked weight to compress: the strict weight, its keep-mask, layout and sparse segments."""
+    """A masked weight to compress: the strict weight and its keep-mask as (out, in), layout and sparse segments.
+
+    `transposed`: the model stores this tensor as the transpose of `weight` (GPT-2's Conv1D: (in, out)).
+    """
 
     weight: torch.Tensor
     mask: torch.Tensor
     layout: str
     segments: List[SegmentSpec]
+    transposed: bool = False
+
+    @classmethod
+    def from_model(
+        cls, weight: torch.Tensor, mask: torch.Tensor, layout: str, segments: List[SegmentSpec], out_dim: int = 0
+    ) -> "SparseWeight":
+        """The (out, in) view of a model's weight whose output units run along `out_dim` (0: rows, 1: columns).
+
+        `layout` and `segments` are the model's (segments index output units along out_dim); for out_dim=1
+        the groups' direction flips with the transpose: groups along the inputs are `col` in an (in, out)
+        tensor and `row` in its (out, in) transpose.
+        """
+        if out_dim == 0:
+            return cls(weight, mask, layout, segments)
+        if out_dim != 1 or weight.dim() != 2 or layout not in ("row", "col"):
+            raise ValueError(
+                f"a weight of shape {tuple(weight.shape)} with outputs along dim {out_dim} and layout {layout!r} "
+                "cannot be exported: only 2-D (in, out) weights with row or col groups can be transposed"
+            )
+        # The (out, in) transpose stores the logical layout; storage_layout maps it to the (in, out) one and back.
+        flipped = storage_layout(layout, weight, out_dim)
+        return cls(weight.t().contiguous(), mask.t().contiguous(), flipped, segments, transposed=True)
 
 
 @dataclass
@@ -129,11 +168,16 @@ def write(
             tensors[f"{base}/indices"] = pack_indices(indices, bits)
             part["stored"] += values.numel() * values.element_size() + packed_bytes(indices.numel(), bits)
             part["theoretical"] += values.numel() * (values.element_size() + bits / 8)
-        layers[key] = {"shape": list(weight.shape), "layout": item.layout, "segments": [s.to_json() for s in segments]}
+        layers[key] = {
+            "shape": list(weight.shape),
+            "layout": item.layout,
+            "segments": [s.to_json() for s in segments],
+            "transposed": item.transposed,
+        }
     value_dtype = dtype or next((t.dtype for t in tensors.values() if t.is_floating_point()), torch.float32)
     metadata = {
         "format": FORMAT,
-        "version": VERSION,
+        "version": TRANSPOSED_VERSION if any(item.transposed for item in sparse.values()) else VERSION,
         "dtype": str(value_dtype).replace("torch.", ""),
         "pgfsparse_version": __version__,
         "source": str(source),
@@ -187,10 +231,10 @@ def read(path: Path) -> Tuple[Dict[str, Any], Dict[str, torch.Tensor], Dict[str,
             f"{path} is a safetensors file but not a pgfsparse compressed export "
             "(no format metadata): load it with safetensors.torch.load_file"
         )
-    if meta.get("version") != VERSION:
+    if meta.get("version") not in READABLE:
         raise ExportFileError(
             f"{path} is export format version {meta.get('version')}, this pgfsparse reads "
-            f"{VERSION}: upgrade pgfsparse or export again"
+            f"{' and '.join(READABLE)}: upgrade pgfsparse or export again"
         )
     try:
         parsed = {k: json.loads(meta[k]) for k in ("builder", "layers", "aliases")}
@@ -210,6 +254,7 @@ def read(path: Path) -> Tuple[Dict[str, Any], Dict[str, torch.Tensor], Dict[str,
 
 
 def _rebuild(stored: Dict[str, torch.Tensor], key: str, layer: Dict[str, Any]) -> torch.Tensor:
+    """The model's tensor of one sparse layer: segments decompressed in place, transposed back if stored so."""
     shape = tuple(layer["shape"])
     parts = []
     segments = [SegmentSpec.from_json(s) for s in layer["segments"]]
@@ -219,7 +264,7 @@ def _rebuild(stored: Dict[str, torch.Tensor], key: str, layer: Dict[str, Any]) -
     weight = torch.empty(shape, dtype=parts[0].dtype)
     for part, seg in zip(parts, segments):
         weight[seg.start : seg.stop] = part
-    return weight
+    return weight.t().contiguous() if layer.get("transposed", False) else weight
 
 
 def segment_tensors(stored: Dict[str, torch.Tensor], key: str, i: int, seg: SegmentSpec):

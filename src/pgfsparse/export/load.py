@@ -1,9 +1,9 @@
-"""Load a compressed N:M export back into a plain model (timm ViT/Swin, Hugging Face T5, ...)."""
+"""Load a compressed N:M export back into a plain model (timm ViT/Swin, Hugging Face T5, GPT-2, Llama, ...)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple, cast
 
 import torch
 from torch import nn
@@ -13,6 +13,7 @@ from pgfsparse.export import format as fmt
 from pgfsparse.export.builders import build
 from pgfsparse.export.compress import SegmentSpec
 from pgfsparse.export.nm_linear import NMLinear
+from pgfsparse.sparsity.masked_weight import output_dim
 
 KERNELS = ("dense", "auto", "nm", "semi_structured")
 AUTO_MIN_M = 16  # auto uses NMLinear only where it beat dense at every measured batch: M >= 16 (1:8 lost at batch 1)
@@ -32,6 +33,10 @@ def load_compressed(path, kernels: str = "dense", device=None) -> nn.Module:
     kernels="nm":     NMLinear for every sparse Linear (any M), e.g. to measure it.
     kernels="semi_structured": CUDA only; 2:4 Linear layers in PyTorch's semi-structured format (fp16 unless
                       the export is bf16).
+    GPT-2's Conv1D layers (y = x W + b, W stored (in, out)) are Linear layers with a transposed weight: the
+    file keeps them as (out, in) rows, so "auto" and "nm" swap a sparse Conv1D for an NMLinear as they do an
+    nn.Linear (outputs then equal the dense layer's within fp32 rounding: the sums run in another order).
+    "semi_structured" leaves Conv1D layers dense.
     """
     if kernels not in KERNELS:
         raise ValueError(f"unknown kernels {kernels!r}: choose one of {', '.join(KERNELS)}")
@@ -61,7 +66,11 @@ def load_compressed(path, kernels: str = "dense", device=None) -> nn.Module:
 
 
 def swap_nm_linears(model: nn.Module, layers: Dict[str, Any], stored: Dict[str, torch.Tensor], min_m: int) -> list:
-    """Replace each sparse nn.Linear (row layout, every pattern with M >= min_m) by an NMLinear; returns their names."""
+    """Replace each sparse linear layer (every pattern with M >= min_m) by an NMLinear; returns their names.
+
+    Linear layers are nn.Linear with row-layout groups, and GPT-2 Conv1D layers stored transposed with
+    row-layout groups (groups along the inputs); anything else stays as it is.
+    """
     swapped = []
     for key, layer in layers.items():
         if not key.endswith(".weight"):
@@ -70,7 +79,8 @@ def swap_nm_linears(model: nn.Module, layers: Dict[str, Any], stored: Dict[str, 
         module = model.get_submodule(name)
         segments = [SegmentSpec.from_json(s) for s in layer["segments"]]
         sparse = [s for s in segments if not s.dense]
-        if type(module) is not nn.Linear or layer["layout"] != "row" or not sparse:
+        in_features = _linear_inputs(module, bool(layer.get("transposed", False)))
+        if in_features is None or layer["layout"] != "row" or not sparse:
             continue
         if min(s.nm[1] for s in sparse) < min_m:
             continue
@@ -78,9 +88,23 @@ def swap_nm_linears(model: nn.Module, layers: Dict[str, Any], stored: Dict[str, 
         for i, seg in enumerate(segments):
             values, indices = fmt.segment_tensors(stored, key, i, seg)
             parts.append(("dense", values, None, 0) if seg.dense else ("nm", values, indices, seg.nm[1]))
-        max_rows = AUTO_MAX_ROWS["narrowing" if module.out_features < module.in_features else "widening"]
-        nm = NMLinear.from_segments(module.in_features, parts, bias=module.bias, max_rows=max_rows)
+        out_features = int(layer["shape"][0])
+        max_rows = AUTO_MAX_ROWS["narrowing" if out_features < in_features else "widening"]
+        bias = getattr(module, "bias", None)
+        nm = NMLinear.from_segments(
+            in_features, parts, bias=bias if isinstance(bias, torch.Tensor) else None, max_rows=max_rows
+        )
         parent, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent) if parent else model, child, nm)
         swapped.append(name)
     return swapped
+
+
+def _linear_inputs(module: nn.Module, transposed: bool) -> Optional[int]:
+    """in_features of a layer an NMLinear can stand in for, given how the file stores its weight; else None."""
+    if type(module) is nn.Linear and not transposed:
+        return module.in_features
+    # GPT-2's Conv1D itself (output_dim knows it), not a subclass that might compute something else
+    if transposed and output_dim(module) == 1 and type(module).__name__ == "Conv1D":
+        return int(cast(torch.Tensor, module.weight).shape[0])  # (in, out)
+    return None

@@ -5,7 +5,9 @@ timm: `<out>.safetensors` (the strict N:M weights, zeros in place, plain timm ke
           model = timm.create_model(spec["name"], **spec["kwargs"])
           model.load_state_dict(safetensors.torch.load_file(path))
 hf:   a `save_pretrained` folder (config.json + model.safetensors, and the run's tokenizer when it has one):
-          T5ForConditionalGeneration.from_pretrained(folder)
+          T5ForConditionalGeneration.from_pretrained(folder)   # or GPT2LMHeadModel, LlamaForCausalLM, ...
+      Every tensor has the model's own key and shape: GPT-2's Conv1D weights stay (in, out), with their
+      N:M groups along the inputs (dim 0) of each output column.
 """
 
 from __future__ import annotations

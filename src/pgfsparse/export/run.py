@@ -101,12 +101,15 @@ def _first_examples(batch, count: int):
 
 
 def forward(model: nn.Module, batch, dtype=None) -> torch.Tensor:
-    """The model's output tensor on the fixed batch (logits; T5 teacher-forced on the batch's labels)."""
+    """The model's output tensor on the fixed batch (logits; T5 teacher-forced on the batch's labels).
+
+    A dict batch is the model's keyword arguments (Hugging Face); otherwise its first item is the input.
+    Hugging Face outputs give their logits.
+    """
 
     def cast(t: torch.Tensor) -> torch.Tensor:
         return t.to(dtype) if dtype is not None and t.is_floating_point() else t
 
     with torch.no_grad():
-        if isinstance(batch, dict):
-            return model(**{k: cast(v) for k, v in batch.items()}).logits
-        return model(cast(batch[0]))
+        out = model(**{k: cast(v) for k, v in batch.items()}) if isinstance(batch, dict) else model(cast(batch[0]))
+    return out if isinstance(out, torch.Tensor) else out.logits

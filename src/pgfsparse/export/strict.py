@@ -16,6 +16,8 @@ def strict_weights(sparsifier) -> Tuple[Dict[str, torch.Tensor], Dict[str, fmt.S
     """(the strict state_dict with plain keys, {weight key: SparseWeight}) of a Sparsifier's model.
 
     The masks are the sparsifier's own strict masks (target patterns of the latent weights), per segment.
+    The state_dict holds every tensor as the model stores it; a SparseWeight is always (out, in): a layer
+    whose output units run along dim 1 (GPT-2's Conv1D, out_dim=1) is handed over transposed (format.py).
     """
     state = sparsifier.export_state_dict("strict")
     sparse = {}
@@ -23,7 +25,8 @@ def strict_weights(sparsifier) -> Tuple[Dict[str, torch.Tensor], Dict[str, fmt.S
         latent = sparsifier.model.get_submodule(name).parametrizations.weight.original
         key = f"{name}.weight" if name else "weight"
         segments = [SegmentSpec(s.location, s.rows.start, s.rows.stop, s.target.n, s.target.m) for s in param.segments]
-        sparse[key] = fmt.SparseWeight(state[key], param.strict_multiplier(latent) != 0, param.layout, segments)
+        mask = param.strict_multiplier(latent) != 0
+        sparse[key] = fmt.SparseWeight.from_model(state[key], mask, param.layout, segments, param.out_dim)
     return state, sparse
 
 

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Optional
+
 from torch import nn
 
 from pgfsparse.config.schema import VISION_FAMILIES, ModelConfig
 from pgfsparse.errors import ConfigError, first_line
+from pgfsparse.models.start_weights import is_run_checkpoint
 
 
 def build_vision_model(cfg: ModelConfig, *, image_size: int, channels: int, num_classes: int) -> nn.Module:
     """timm.create_model(cfg.name, ...) with the data's image size, channels and class count.
 
-    `cfg.checkpoint` (a local .safetensors/.pth file) loads weights without the hub; a head
-    whose shape differs from the data's class count is re-initialised by timm.
+    `cfg.checkpoint` as a timm weights file (a local .safetensors/.pth that is not a pgf-train
+    checkpoint) loads weights without the hub; a head whose shape differs from the data's class
+    count is re-initialised by timm. A pgf-train run (its dir or checkpoint.pt) is loaded later, by
+    the run, as for every family (`models.start_weights`).
     """
     import timm
 
@@ -22,9 +28,10 @@ def build_vision_model(cfg: ModelConfig, *, image_size: int, channels: int, num_
         close = timm.list_models(f"*{cfg.name.split('_')[0]}*")[:5]
         raise ConfigError(f"model.name={cfg.name!r} is not a timm model (close: {', '.join(close) or 'none'})")
     kwargs = dict(cfg.kwargs, in_chans=channels, num_classes=num_classes)
-    if cfg.checkpoint is not None:
-        kwargs["pretrained_cfg_overlay"] = {"file": cfg.checkpoint}
-    pretrained = cfg.pretrained or cfg.checkpoint is not None
+    weights_file = _timm_weights_file(cfg.checkpoint)
+    if weights_file is not None:
+        kwargs["pretrained_cfg_overlay"] = {"file": weights_file}
+    pretrained = cfg.pretrained or weights_file is not None
     _check_depth(cfg)
     try:
         try:
@@ -40,6 +47,18 @@ def build_vision_model(cfg: ModelConfig, *, image_size: int, channels: int, num_
         ) from None
     _check_built(model, cfg, image_size)
     return model
+
+
+def _timm_weights_file(checkpoint: Optional[str]) -> Optional[str]:
+    """model.checkpoint when timm is to load it: a weights file, not a pgf-train run (the run loads those).
+
+    A file gone since is skipped (pgf-export of a run started from it: the run's own checkpoint is
+    loaded next); pgf-train refuses a missing file before building anything.
+    """
+    if checkpoint is None:
+        return None
+    path = Path(checkpoint).expanduser()
+    return str(path) if path.is_file() and not is_run_checkpoint(path) else None
 
 
 def _check_depth(cfg: ModelConfig) -> None:

@@ -1,6 +1,6 @@
 """A run's parts, built once, in this order (each needs the ones before it):
 
-    data -> model -> sparsifier -> FLOP counter -> steps from the budget
+    data -> model (+ model.checkpoint's weights) -> sparsifier -> FLOP counter -> steps from the budget
          -> optimizer + LR schedule (timm) -> state restored from a checkpoint
 
 The order is also the order of random draws after seeding, so it fixes a run's numbers.
@@ -54,11 +54,14 @@ def build_run_parts(
 
     from pgfsparse.flops.counter import FlopCounter
     from pgfsparse.flops.peak import peak_flops
+    from pgfsparse.models.start_weights import is_run_checkpoint, load_start_weights
 
     seed_everything(cfg.seed)
     data = task.build_data()
     _check_batch_fits(cfg, task.train_examples(data), process.world_size)
     model = task.build_model(data)
+    if resumed is None and cfg.model.checkpoint is not None and is_run_checkpoint(cfg.model.checkpoint):
+        load_start_weights(model, cfg.model.checkpoint)  # a pgf-train run's (strict) weights, any family
     # The sparsifier needs the run's length, but a FLOP budget's length needs the FLOP counter, which
     # counts the sparse layers: it is built with a placeholder length and given the real one below.
     sparsifier = sparsify_model(model, cfg, spec)

@@ -76,7 +76,7 @@ def read_checkpoint(run_dir: Path, cfg: TrainConfig, spec: RunSpec) -> Optional[
 
 def differences(saved: Dict[str, Any], cfg: TrainConfig, spec: RunSpec) -> List[Tuple[str, Any, Any]]:
     """(dotted key, saved value, value now) for each result-changing setting that differs."""
-    now = resume_settings(cfg)
+    now, defaults = resume_settings(cfg), resume_settings(TrainConfig())
     changed = []
     for key in RESUME_KEYS:
         if key not in saved:
@@ -87,16 +87,23 @@ def differences(saved: Dict[str, Any], cfg: TrainConfig, spec: RunSpec) -> List[
                     (key, saved[key].get("name"), now[key].get("name"))
                 ]
             continue
-        changed += _leaf_differences(_comparable(saved[key]), now[key], key)
+        changed += _leaf_differences(_comparable(saved[key]), now[key], key, defaults.get(key))
     return changed
 
 
-def _leaf_differences(old: Any, new: Any, key: str) -> List[Tuple[str, Any, Any]]:
+def _leaf_differences(old: Any, new: Any, key: str, default: Any = None) -> List[Tuple[str, Any, Any]]:
+    """The differing leaves; a key the saved config lacks (added by a later version) is the same when
+    the run now has that key's default, which is what the older run did."""
     if isinstance(old, dict) and isinstance(new, dict):
         out = []
+        defaults = default if isinstance(default, dict) else {}
         for sub in sorted(set(old) | set(new), key=str):
-            out += _leaf_differences(old.get(sub), new.get(sub), f"{key}.{sub}")
+            if sub not in old and sub in defaults and new.get(sub) == defaults[sub]:
+                continue
+            out += _leaf_differences(old.get(sub), new.get(sub), f"{key}.{sub}", defaults.get(sub))
         return out
+    if key == "data.kind" and {old, new} == {"span_corruption", "corpus"}:
+        return []  # 0.2.0's name for a corpus
     return [] if old == new else [(key, old, new)]
 
 

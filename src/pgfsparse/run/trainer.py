@@ -8,8 +8,9 @@ knows nothing about images or text.
     loop:   per optimizer step: sparsifier.step(step); micro-batch forward/backward;
             clip; optimizer and LR step; divergence check; periodic eval / checkpoint.
             The Recorder (recorder.py) writes metrics.jsonl, W&B and summary.json
-    end:    final checkpoint; then eval as trained and strict N:M and summary.json (a failure
-            there leaves a resumable run: resuming redoes only the end)
+    end:    final checkpoint; then eval as trained and strict N:M, lm-eval-harness tasks on the strict
+            model (eval.lm_eval) and summary.json (a failure there leaves a resumable run: resuming
+            redoes only the end)
     stops:  SIGTERM/SIGINT -> a checkpoint at the next step boundary, then `Stopped` (signals.py);
             a non-finite loss or gradient -> `Divergence`, before any checkpoint of it
 """
@@ -27,6 +28,7 @@ import torch
 from pgfsparse.config.schema import TrainConfig
 from pgfsparse.config.validation import check
 from pgfsparse.errors import Divergence, Stopped
+from pgfsparse.evaluation.harness import run_lm_eval
 from pgfsparse.run import checkpoint, distributed
 from pgfsparse.run.parts import RunParts, build_run_parts
 from pgfsparse.run.recorder import Recorder
@@ -147,6 +149,11 @@ class Trainer:
             # resumes to redo only them.
             self._save(total, recorder.elapsed())
         final = self.evaluate()
+        if cfg.eval.lm_eval.tasks and self.process.is_main:  # lm-eval-harness on the strict N:M model
+            parts.model.eval()
+            with parts.sparsifier.strict():
+                tokenizer = cast(Any, task).tokenizer  # the causal-LM task's (check_lm_eval: decoders only)
+                final.update(run_lm_eval(parts.model, tokenizer, cfg.eval.lm_eval, device, parts.autocast))
         recorder.eval(total, final)
         return recorder.finish(final)
 

@@ -5,21 +5,30 @@ from pgfsparse.tasks.task import Task
 
 
 def build_task(cfg, run_dir=None) -> Task:
-    """The task for `data.kind`: image classification, or a text-to-text task for T5.
+    """The task for `data.kind` and, for plain text, the model family.
 
+    image: image classification; translation, glue: text-to-text (T5; validation refuses them for a decoder);
+    corpus (0.2.0's span_corruption): causal language modelling for a decoder (model=gpt2, llama), span
+    corruption for T5.
     Text tasks keep their tokenizer in `run_dir/tokenizer/` so a resumed run reads the same vocabulary.
     """
-    kind = cfg.data.kind
+    from pgfsparse.config.schema import DECODER_FAMILIES
+
+    kind, family = cfg.data.kind, cfg.model.family
     if kind == "image":
         return ImageClassification(cfg)
+    if kind in ("corpus", "span_corruption"):
+        if family in DECODER_FAMILIES:
+            from pgfsparse.tasks.causal_lm import CausalLM
+
+            return CausalLM(cfg, run_dir)
+        from pgfsparse.tasks.span_corruption import SpanCorruption
+
+        return SpanCorruption(cfg, run_dir)
     if kind == "translation":
         from pgfsparse.tasks.translation import Translation
 
         return Translation(cfg, run_dir)
-    if kind in ("corpus", "span_corruption"):
-        from pgfsparse.tasks.span_corruption import SpanCorruption
-
-        return SpanCorruption(cfg, run_dir)
     if kind == "glue":
         from pgfsparse.tasks.glue import Glue
 

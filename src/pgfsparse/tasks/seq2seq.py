@@ -100,11 +100,13 @@ class Seq2SeqTask(Task):
         return TextData(train, eval_set, splits.source + eval_sample_note(size, limit))
 
     def build_tokenizer(self, texts):
-        """The run dir's saved tokenizer (a resume), else the configured one; saved to the run dir."""
+        """The run dir's saved tokenizer (a resume), else that of the run model.checkpoint names (the same
+        vocabulary as its weights), else the configured one; saved to the run dir."""
         from pgfsparse.data.lookup import DATA_DIR_ENV
         from pgfsparse.data.text.tokenizer import (
             build_tokenizer,
             load_from_run_dir,
+            load_source_run_tokenizer,
             save_to_run_dir,
         )
         from pgfsparse.models.t5 import pretrained_source
@@ -113,6 +115,11 @@ class Seq2SeqTask(Task):
         saved = load_from_run_dir(self.run_dir) if self.run_dir else None
         if saved is not None:
             return saved
+        source = load_source_run_tokenizer(self.cfg.model.checkpoint)
+        if source is not None:
+            if self.run_dir:
+                save_to_run_dir(source, self.run_dir)
+            return source
         pretrained = settings.name or pretrained_source(self.cfg.model)
         kind = settings.kind
         if kind == "auto":

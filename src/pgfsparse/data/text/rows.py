@@ -67,6 +67,16 @@ def load_text_splits(
     return _local(place.local, place, columns, eval_split)
 
 
+def column_values(rows: Union[Rows, HubRows, List[dict]], column: str) -> list:
+    """Every value of `column`, at once: a hub split reads its Arrow column instead of row by row
+    (WikiText-103's 1.8 million rows in seconds)."""
+    if isinstance(rows, Rows):
+        return rows.columns[column]
+    if isinstance(rows, HubRows):
+        return list(rows.dataset[column])
+    return [row[column] for row in rows]
+
+
 # --- local files -------------------------------------------------------------------------------
 
 

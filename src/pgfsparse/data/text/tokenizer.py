@@ -3,7 +3,8 @@
 `build_tokenizer("bpe", texts=...)` trains a byte-level BPE on the training split and caches it as one
 JSON file under the cache folder; "byte" is ByT5's byte tokenizer (no files); "pretrained" loads a hub
 id or a local folder. Sentinels follow T5: <extra_id_0> has the highest id. A run saves its tokenizer
-into the run folder (`save_to_run_dir`) so a resumed run uses exactly the same vocabulary.
+into the run folder (`save_to_run_dir`) so a resumed run uses exactly the same vocabulary, and a run started from
+another run's weights (model.checkpoint) starts from that run's tokenizer (`load_source_run_tokenizer`).
 Size the model's embeddings with `len(tokenizer)`.
 """
 
@@ -14,10 +15,11 @@ import logging
 import os
 import time
 from pathlib import Path
+from typing import Callable, Optional
 
 from pgfsparse.errors import DataConfigError, DataNotFoundError, first_line
 from pgfsparse.rundir.files import atomic_path, atomic_write_text
-from pgfsparse.rundir.layout import RunDir
+from pgfsparse.rundir.layout import CHECKPOINT, RunDir
 
 log = logging.getLogger(__name__)
 
@@ -168,15 +170,21 @@ def _pretrained(name):
     return tok
 
 
-def save_to_run_dir(tokenizer, run_dir) -> Path:
-    """Save into <run_dir>/tokenizer (atomically); an existing one is left as it is."""
+def save_to_run_dir(tokenizer, run_dir, write: Optional[Callable[[Path], None]] = None) -> Path:
+    """Save into <run_dir>/tokenizer (atomically); an existing one is left as it is.
+
+    `write(folder)` writes the files (default: a Hugging Face tokenizer's save_pretrained).
+    """
     target = RunDir(run_dir).tokenizer
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
         with atomic_path(target) as tmp:
-            tokenizer.save_pretrained(str(tmp))
+            if write is None:
+                tokenizer.save_pretrained(str(tmp))
+            else:
+                write(tmp)
     except OSError:
         if not target.exists():  # else another rank saved it first: the same vocabulary
             raise
@@ -190,4 +198,34 @@ def load_from_run_dir(run_dir):
         return None
     from transformers import AutoTokenizer
 
+    return AutoTokenizer.from_pretrained(str(folder))
+
+
+def source_run_tokenizer(checkpoint) -> Optional[Path]:
+    """The tokenizer folder of the pgf-train run that `model.checkpoint` names (its run dir, or the
+    run dir's checkpoint.pt), or None (no such run, or a run without one, e.g. a vision run).
+
+    A run started from another run's weights must read text with that run's vocabulary.
+    """
+    if not checkpoint:
+        return None
+    path = Path(checkpoint).expanduser()
+    run_dir = path if path.is_dir() else path.parent if path.name == CHECKPOINT else None
+    folder = RunDir(run_dir).tokenizer if run_dir is not None else None
+    return folder if folder is not None and folder.is_dir() else None
+
+
+def load_source_run_tokenizer(checkpoint):
+    """The Hugging Face tokenizer of model.checkpoint's run (`source_run_tokenizer`), or None; a T5 run needs one."""
+    folder = source_run_tokenizer(checkpoint)
+    if folder is None:
+        return None
+    if not (folder / "tokenizer_config.json").is_file():
+        raise DataConfigError(
+            f"model.checkpoint={checkpoint} is a run whose tokenizer ({folder}) is a causal LM's char or byte one: "
+            "start a T5 run from a T5 run's checkpoint"
+        )
+    from transformers import AutoTokenizer
+
+    log.info("tokenizer: the one of model.checkpoint's run, %s", folder)
     return AutoTokenizer.from_pretrained(str(folder))

@@ -1,0 +1,1 @@
+"""Evaluation beyond a task's own metrics: lm-evaluation-harness on causal LMs (harness.py)."""

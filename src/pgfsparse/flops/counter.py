@@ -60,13 +60,13 @@ Inference: forward FLOPs with every sparse segment at its target density N/M.
 from __future__ import annotations
 
 import math
-import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch.utils.hooks import RemovableHandle
 
+from pgfsparse.sparsity.masked_weight import output_dim
 from pgfsparse.sparsity.pattern import NM
 from pgfsparse.sparsity.schedule import Schedule
 
@@ -97,16 +97,12 @@ class ModelFlops:
 
 
 def projection_features(module: torch.nn.Module) -> Optional[Tuple[int, int]]:
-    """(in, out) features of an nn.Linear or a GPT-2 Conv1D; None for any other module.
-
-    Conv1D is looked up in sys.modules rather than imported: a model can only hold one once
-    transformers has been imported, and importing it here would cost seconds for timm models.
-    """
+    """(in, out) features of an nn.Linear or a GPT-2 Conv1D; None for any other module."""
     if isinstance(module, torch.nn.Linear):
         return module.in_features, module.out_features
-    conv1d = getattr(sys.modules.get("transformers.pytorch_utils"), "Conv1D", None)
-    if conv1d is not None and isinstance(module, conv1d):
-        return int(module.nx), int(module.nf)
+    if output_dim(module) == 1:  # a Conv1D, weight (in, out): the one check of masked_weight.output_dim
+        conv1d: Any = module  # nx, nf: Conv1D's in and out features (untyped to mypy)
+        return int(conv1d.nx), int(conv1d.nf)
     return None
 
 

@@ -10,7 +10,8 @@ from pgfsparse.rundir.records import SCHEMA_VERSION, RunStatus, RunSummary
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "pgfsparse"
 FILE_NAMES = (layout.SUMMARY, layout.RUN_STATUS, layout.ERROR_LOG, layout.LOCK, layout.METRICS, layout.CHECKPOINT,
-              layout.CURVES, layout.DIAGNOSTICS, layout.SWEEP_FILE, layout.SWEEP_STATUS, layout.HYDRA_SUBDIR)
+              layout.CURVES, layout.DIAGNOSTICS, layout.SWEEP_FILE, layout.SWEEP_STATUS, layout.HYDRA_SUBDIR,
+              layout.MLFLOW_DB)
 
 
 def _code_strings(path: Path):

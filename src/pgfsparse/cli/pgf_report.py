@@ -5,6 +5,9 @@
     pgf-report RUNS... --group-by model,sparsity,recipe --no-plots
     pgf-report results/multi30k --metric token_acc,bleu   -> a row per setting and metric
     pgf-report results/cifar10 --baseline recipe=srste    -> compare.md: each recipe minus SR-STE
+    pgf-report results/cifar10 --html                     -> report/index.html: filterable tables and charts
+    pgf-report multirun/<sweep> --wandb ENTITY/PROJECT    -> a W&B Report, a panel grid per sparsity
+    pgf-report results/cifar10 --wandb-dry-run spec.json  -> that report's spec as JSON, no network
 
 Writes runs.csv (one line per run), table.md / table.csv (one line per setting,
 mean ± sample std over seeds, and the best setting of each model, sparsity and
@@ -12,10 +15,14 @@ metric; the Markdown also goes to stdout), noise.md (where
 each setting's FF gradient-noise curves end, when runs logged diagnostics), with
 --baseline compare.md (each setting minus its baseline, read against the spread
 over seeds) and, unless --no-plots, accuracy_vs_flops, accuracy_vs_sparsity,
-training_curves and gradient_noise as PNG and SVG. "Best", the Pareto front and
+training_curves and gradient_noise as PNG and SVG, and with --html index.html: one
+self-contained page (plotly.js inlined, no network) with the tables and the four figures
+as interactive charts, filtered by model, sparsity, recipe and budget. "Best", the Pareto front and
 the readings follow each metric's direction: summary.json's eval_higher_is_better for
 a run's headline, else the name (lower perplexity and loss are better). Problems with
 the input stop it with one line, `pgf-report: error: <what>: <fix>`, and exit status 2.
+With --wandb or --wandb-dry-run it builds only the W&B Report (report/wandb_report.py) and
+writes no tables or figures; a W&B that cannot take it is one line and exit status 1.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from pgfsparse.report.table import (
     write_runs_csv,
     write_table_csv,
 )
+from pgfsparse.report.wandb_report import EXIT_UNAVAILABLE, WandbUnavailable, wandb_report
 
 EXIT_BAD_INPUT = 2
 
@@ -88,6 +96,23 @@ def build_parser() -> argparse.ArgumentParser:
         "budget), e.g. recipe=srste; within the spread over seeds reads as no difference",
     )
     parser.add_argument("--no-plots", action="store_true", help="write the tables only (matplotlib not needed)")
+    parser.add_argument(
+        "--html",
+        action="store_true",
+        help="also write index.html: the tables and figures as one interactive page that opens offline (needs plotly)",
+    )
+    parser.add_argument(
+        "--wandb",
+        metavar="ENTITY/PROJECT",
+        help="instead of the local report, save a W&B Report of the runs to the project they were logged to: "
+        "a panel grid per sparsity (needs wandb-workspaces, `wandb login` and the network)",
+    )
+    parser.add_argument(
+        "--wandb-dry-run",
+        metavar="FILE",
+        type=Path,
+        help="write that W&B Report's spec to FILE as JSON and send nothing (with or without --wandb)",
+    )
     return parser
 
 
@@ -97,6 +122,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except ReportError as error:
         print(f"pgf-report: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except WandbUnavailable as error:
+        print(f"pgf-report: error: {error}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
 
 
 def report(args: argparse.Namespace) -> int:
@@ -107,6 +135,8 @@ def report(args: argparse.Namespace) -> int:
             f"no runs under {', '.join(args.paths)} (no summary.json or status.json found): "
             f"pass a run dir, a sweep dir or a folder holding them"
         )
+    if args.wandb or args.wandb_dry_run:
+        return wandb_report(rows, args.wandb, args.wandb_dry_run, metric=args.metric, strict=args.strict)
     group_by = [k.strip() for k in args.group_by.split(",") if k.strip()]
     groups = summarize(rows, metric=args.metric, strict=args.strict, group_by=group_by)
     markdown = to_markdown(groups)
@@ -114,8 +144,9 @@ def report(args: argparse.Namespace) -> int:
     notes = notes_markdown(rows, args.metric)
     noise = noise_markdown(noise_levels(rows))
     comparison = ""
-    if args.baseline:
-        key, value = parse_baseline(args.baseline, groups[0]["keys"] if groups else group_by)
+    baseline = parse_baseline(args.baseline, groups[0]["keys"] if groups else group_by) if args.baseline else None
+    if baseline:
+        key, value = baseline
         comparison = compare_markdown(compare(groups, key, value), key, value)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -136,6 +167,12 @@ def report(args: argparse.Namespace) -> int:
 
         for line in draw_all(groups, rows, out, metric=args.metric, strict=args.strict):
             print(line)
+    if args.html:
+        from pgfsparse.report.html import write_page
+
+        title = ", ".join(args.paths)
+        page = write_page(rows, groups, out, args.metric, args.strict, baseline, title)
+        print(f"page: {page} (opens offline in a browser)")
     counted = sum(r["status"] != "skipped" for r in rows)
     print(f"pgf-report: {counted} runs, {len(groups)} settings -> {out}")
     return 0

@@ -182,6 +182,9 @@ class LoggerConfig:
     entity: Optional[str] = None
     group: Optional[str] = None  # None = the sweep's name in multirun
     tags: List[str] = field(default_factory=list)
+    mlflow: bool = False  # also log to MLflow (logger=mlflow)
+    # MLflow's tracking URI; None = a SQLite store mlflow.db in the run dir's parent folder (a sweep: one store)
+    tracking_uri: Optional[str] = None
 
 
 @dataclass

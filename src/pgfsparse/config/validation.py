@@ -14,6 +14,7 @@ from pgfsparse.config.schema import DATA_KINDS, DECODER_FAMILIES, TEXT_FAMILIES,
 from pgfsparse.config.spec import RunSpec, resolve
 from pgfsparse.errors import ConfigError, first_line
 from pgfsparse.evaluation.harness import check_lm_eval
+from pgfsparse.run.mlflow_logger import check_mlflow
 
 
 def to_train_config(cfg) -> TrainConfig:
@@ -258,6 +259,7 @@ def check(cfg: TrainConfig, model: Optional[str] = None, name: Optional[str] = N
     mode = cfg.logger.mode
     if mode is not None and mode not in ("online", "offline", "disabled"):
         raise ConfigError(f"logger.mode={mode!r}: choose online, offline or disabled")
+    check_mlflow(cfg.logger)
     check_files(cfg)
     # last: with lm-eval's built-in task names it scans lm-eval's task index (seconds), which the run's end reuses
     check_lm_eval(cfg)

@@ -1,4 +1,4 @@
-"""What a run records, and when: metrics.jsonl, the W&B run, the progress bar and summary.json.
+"""What a run records, and when: metrics.jsonl, the trackers (W&B, MLflow), the progress bar and summary.json.
 
 The loop reports what happened (`step_done`, `diagnostics`, `eval`, `finish`); the Recorder
 keeps the throughput window (loss, steps, examples and seconds since the last training log
@@ -13,18 +13,18 @@ import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import torch
 
 from pgfsparse.run.provenance import git_sha, package_version
-from pgfsparse.run.wandb_logger import WandbRun
+from pgfsparse.run.tracker import TrackedRun, Tracker, open_trackers
 from pgfsparse.rundir.metrics import MetricsFile
 from pgfsparse.rundir.records import RunSummary
 
 
 class Recorder:
-    """A run's records. Opening one cuts metrics.jsonl back to the start step and starts W&B."""
+    """A run's records. Opening one cuts metrics.jsonl back to the start step and starts the trackers."""
 
     loop_seconds: Optional[float] = None  # this launch's training loop, first step to last log line
 
@@ -43,14 +43,13 @@ class Recorder:
         self.eval_metric, self.run_dir, self.sweep_name = task.eval_metric, Path(run_dir), sweep_name
         self.higher_is_better = bool(task.higher_is_better)  # the headline's direction, for pgf-report
         self.metrics = MetricsFile(self.run_dir)
-        self.wandb = None
+        self.trackers: List[Tracker] = []
         if process.is_main:
             start = parts.start_step
             # a resumed run rewrites what came after its checkpoint (after the final one: the final eval)
             self.metrics.truncate_after(start, final=start >= parts.total_steps)
-            self.wandb = WandbRun(
-                cfg.logger, self.run_dir, spec.name, self.tags(), sweep_name, self.wandb_config(), parts.run_id
-            )
+            run = TrackedRun(spec.name, self.tags(), sweep_name, self.tracker_config(), parts.run_id, self.run_dir)
+            self.trackers = open_trackers(cfg.logger, run)
 
     # -- the loop's reports --------------------------------------------------------------
     @contextlib.contextmanager
@@ -92,28 +91,29 @@ class Recorder:
         self.log(step, "eval", values)
 
     def finish(self, final: Dict[str, float]) -> Dict[str, Any]:
-        """summary.json (and the W&B summary) after the final evaluation `final`; returns the summary."""
+        """summary.json (and the trackers' summary) after the final evaluation `final`; returns the summary."""
         record = self.summary(final, self.elapsed())
         if self.process.is_main:
             record.write(self.run_dir)
         summary = record.to_dict()
-        if self.wandb:
-            self.wandb.summary(summary)
+        for tracker in self.trackers:
+            tracker.summary(summary)
         return summary
 
     def close(self) -> None:
-        if self.wandb:
-            self.wandb.finish()
+        trackers, self.trackers = self.trackers, []
+        for tracker in trackers:
+            tracker.finish()
 
     # -- writing ------------------------------------------------------------------------
     def log(self, step: int, kind: str, values: Dict[str, Any]) -> None:
-        """One metrics.jsonl line (and W&B log) with the step's cumulative training FLOPs."""
+        """One metrics.jsonl line (and each tracker's log) with the step's cumulative training FLOPs."""
         if not self.process.is_main:
             return
         event = {"event": kind, "step": step, "train_flops": self.parts.flops.cumulative_train_flops(step), **values}
         self.metrics.write(event)
-        if self.wandb:
-            self.wandb.log(event)
+        for tracker in self.trackers:
+            tracker.log(event)
 
     def _new_window(self) -> None:
         self.window_loss, self.window_steps, self.window_examples, self.window_start = 0.0, 0, 0, self.clock()
@@ -150,9 +150,9 @@ class Recorder:
             self.loop_seconds = self.clock() - self.began - parts.wall_offset
         self._new_window()
 
-    # -- W&B and the summary ------------------------------------------------------------
-    def wandb_config(self) -> Dict[str, Any]:
-        """The config as W&B groups it: canonical recipe names ('decay', 'auto' -> mdgf_exp, dense)."""
+    # -- the trackers and the summary -----------------------------------------------------
+    def tracker_config(self) -> Dict[str, Any]:
+        """The config as trackers group it: canonical recipe names ('decay', 'auto' -> mdgf_exp, dense)."""
         spec = self.spec
         config = asdict(self.cfg)
         config["recipe"] = {**config["recipe"], "name": spec.recipe.name, **spec.recipe.knobs()}

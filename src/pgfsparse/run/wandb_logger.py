@@ -3,36 +3,35 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict
+
+from pgfsparse.network import unreachable
+from pgfsparse.run.tracker import TrackedRun
 
 # Seconds an online W&B run may take to start before the run falls back to offline logging.
 WANDB_INIT_TIMEOUT = 20.0
 
 
 class WandbRun:
-    """A thin wrapper: training FLOPs as the x-axis of eval charts; safe to call when disabled.
+    """The W&B tracker (run/tracker.py): training FLOPs as the x-axis of eval charts.
 
     `online` with no reachable server (or no login) falls back to an offline run, in one line,
     within WANDB_INIT_TIMEOUT seconds; `wandb sync` (or launch/sync_wandb.sh) uploads it later.
     """
 
-    def __init__(self, cfg, run_dir: Path, name: str, tags, group: Optional[str], config: Dict[str, Any], run_id: str):
-        self.run = None
-        if not cfg.wandb:
-            return
+    def __init__(self, cfg, run: TrackedRun):
         import wandb
 
         mode = cfg.mode or os.environ.get("WANDB_MODE") or "offline"
         options = dict(
             project=cfg.project,
             entity=cfg.entity,
-            name=name,
-            group=cfg.group or group,
-            tags=list(tags),
-            config=config,
-            dir=str(run_dir),
-            id=run_id,
+            name=run.name,
+            group=cfg.group or run.group,
+            tags=list(run.tags),
+            config=run.config,
+            dir=str(run.run_dir),
+            id=run.run_id,  # a resumed launch continues the same W&B run
             resume="allow",
         )
         self.run = _init_online(wandb, options) if mode == "online" else None
@@ -66,7 +65,7 @@ def _init_online(wandb, options: Dict[str, Any]):
     import sys
 
     base_url = os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai"
-    problem = _unreachable(base_url)
+    problem = unreachable(base_url)
     if problem is None:
         try:
             return wandb.init(
@@ -90,17 +89,3 @@ def _init_online(wandb, options: Dict[str, Any]):
         file=sys.stderr,
     )
     return None
-
-
-def _unreachable(url: str, timeout: float = 5.0) -> Optional[str]:
-    """Why `url`'s host cannot be connected to within `timeout` seconds, or None when it can."""
-    import socket
-    from urllib.parse import urlparse
-
-    parsed = urlparse(url)
-    port = parsed.port or (443 if parsed.scheme == "https" else 80)
-    try:
-        socket.create_connection((parsed.hostname, port), timeout=timeout).close()
-        return None
-    except OSError as error:
-        return f"{parsed.hostname}:{port}: {error.strerror or error}"

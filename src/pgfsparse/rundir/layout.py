@@ -3,6 +3,7 @@
     multirun/<sweep>/                  SweepDir
       sweep.json                       the command, its overrides, which keys vary, each launch
       sweep_status.json                every point's status (running, finished, failed, skipped, stopped)
+      mlflow.db                        logger=mlflow's local MLflow store: every point's run (in any run dir's parent)
       <run name>/                      RunDir, named as its W&B run
         status.json, error.log, run.lock, summary.json, metrics.jsonl, checkpoint.pt,
         .hydra/ (config.yaml, overrides.yaml), tokenizer/ (text runs), wandb/
@@ -29,6 +30,7 @@ DIAGNOSTICS = "diagnostics.jsonl"  # collected runs: the diagnostics events of m
 SWEEP_FILE = "sweep.json"
 SWEEP_STATUS = "sweep_status.json"
 REPORT_SUBDIR = "report"  # pgf-report's default output folder inside the folder it reads
+MLFLOW_DB = "mlflow.db"  # logger=mlflow's local SQLite store, in the run dir's parent folder (a sweep: one store)
 
 # Files whose presence makes a folder a run dir, and a sweep dir (what pgf-report looks for).
 RUN_MARKERS = (SUMMARY, RUN_STATUS, ERROR_LOG, METRICS, CHECKPOINT)
@@ -56,6 +58,9 @@ class RunDir:
     tokenizer = property(lambda self: self.path / TOKENIZER_SUBDIR)
     curves = property(lambda self: self.path / CURVES)
     diagnostics = property(lambda self: self.path / DIAGNOSTICS)
+    # in the parent folder: a sweep's points (or a day's outputs/<date>/ runs) share one MLflow store
+    mlflow_db = property(lambda self: self.path.parent / MLFLOW_DB)
+    mlflow_lock = property(lambda self: self.path.parent / f".{MLFLOW_DB}.lock")  # its first creation
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,7 @@ class SweepDir:
     status = property(lambda self: self.path / SWEEP_STATUS)
     status_lock = property(lambda self: self.path / f".{SWEEP_STATUS}.lock")
     report = property(lambda self: self.path / REPORT_SUBDIR)
+    mlflow_db = property(lambda self: self.path / MLFLOW_DB)
 
     def point(self, name: str) -> RunDir:
         return RunDir(self.path / name)

@@ -30,7 +30,7 @@ MODELS = ["vit", "vit_b16", "swin", "t5", "t5_small", "t5_base"]
 TEXT_MODELS = {"t5", "t5_small", "t5_base"}
 DECODER_MODELS = ["gpt2", "llama", "llama_125m"]  # built and checked in test_decoder_models.py
 SPARSITIES = ["dense", "2:4", "1:4", "1:8", "1:16", "1:32", "1:64", "1:128"]
-RECIPES = ["auto", "dense", "ste", "srste", "mdgf_linear", "mdgf_exp", "decay", "mdgf_step",
+RECIPES = ["auto", "dense", "ste", "srste", "fixed_mask", "mdgf_linear", "mdgf_exp", "decay", "mdgf_step",
            "sdgf_step", "sdgf_geo", "sdgf_custom", "sdgf_cubic"]
 CIFAR = dict(image_size=32, channels=3, num_classes=10)
 

@@ -14,7 +14,7 @@ from pgfsparse.sparsity import (
 from pgfsparse.sparsity.pattern import is_dense
 from pgfsparse.sparsity.recipes import recipe_class
 
-ALL_NAMES = ["dense", "ste", "srste", "mdgf_linear", "mdgf_exp", "mdgf_step", "sdgf_step", "sdgf_geo", "sdgf_custom",
+ALL_NAMES = ["dense", "ste", "srste", "fixed_mask", "mdgf_linear", "mdgf_exp", "mdgf_step", "sdgf_step", "sdgf_geo", "sdgf_custom",
              "sdgf_cubic"]
 CUSTOM_LADDER = "15:16,8:16,4:16,2:16,1:16"
 

@@ -91,6 +91,7 @@ class MaskedWeight(nn.Module):
         self.register_buffer("multiplier", torch.ones((), dtype=weight.dtype, device=weight.device), persistent=False)
         self.register_buffer("penalty", None, persistent=False)
         self.override: Optional[torch.Tensor] = None  # a temporary multiplier (strict eval view)
+        self.straight_through = True  # the recipe's: False blocks the gradient of pruned weights
 
     # -- the parametrization -------------------------------------------------
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
@@ -98,6 +99,8 @@ class MaskedWeight(nn.Module):
             return straight_through_mask(weight, self.override)
         if not self.active:
             return weight
+        if not self.straight_through:  # plain autograd of W * mask: no gradient reaches pruned weights
+            return weight * self.multiplier
         return straight_through_mask(weight, self.multiplier, self.penalty)
 
     def index(self, segment: Segment) -> Tuple[slice, ...]:

@@ -99,6 +99,7 @@ class Sparsifier:
             plans.append((match, segments, layout, out_dim))
         for match, segments, layout, out_dim in plans:
             param = MaskedWeight(weight_of(match.module), segments, layout, out_dim)
+            param.straight_through = self.recipe.straight_through
             parametrize.register_parametrization(match.module, "weight", param)
             self._hooks += [
                 match.module.register_state_dict_post_hook(_plain_keys_on_save),

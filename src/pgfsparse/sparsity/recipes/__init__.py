@@ -1,6 +1,7 @@
 """Training recipes: one small class per recipe, one file each, found by name.
 
     dense  ste  srste                  (dense.py, ste.py, srste.py)
+    fixed_mask                         the first mask kept, gradient to kept weights only
     mdgf_linear  mdgf_exp  mdgf_step   mask decay (mask_decay.py holds what they share)
     sdgf_step  sdgf_geo  sdgf_custom   structure decay along a ladder of N:M rungs
     sdgf_cubic                         gradual magnitude pruning in N:M form (Zhu and Gupta)
@@ -14,7 +15,7 @@ the recipe; none of them branches on its name. Bring your own: subclass
 """
 
 # The built-ins register themselves on import, in the order of the docs' recipe table.
-from pgfsparse.sparsity.recipes import dense, ste, srste  # noqa: F401,I001
+from pgfsparse.sparsity.recipes import dense, ste, srste, fixed_mask  # noqa: F401,I001
 from pgfsparse.sparsity.recipes import mdgf_linear, mdgf_exp, mdgf_step  # noqa: F401,I001
 from pgfsparse.sparsity.recipes import sdgf_step, sdgf_geo, sdgf_custom, sdgf_cubic  # noqa: F401,I001
 from pgfsparse.sparsity.recipes.base import Recipe

@@ -11,6 +11,7 @@ the FLOP counter ask it questions and never look at its name:
     rung(j, n_rungs, schedule)      which rung is in force at sparse step j
     refresh_period(schedule)        optimizer steps between mask refreshes
     extra_gradient(j, schedule)     lambda of an added lambda * (1 - mask) * W gradient (SR-STE)
+    straight_through                whether pruned weights get the gradient at all (a class constant)
     charged_density(...)            the density the FLOP counter charges at a step
 
 `j` counts sparse steps: 0 at the first step after the dense warm-up. The
@@ -37,6 +38,9 @@ class Recipe:
     summary: ClassVar[str] = ""  # one line for --help, errors and the docs' recipe table
     sparse: ClassVar[bool] = True  # False only for the dense baseline
     decays: ClassVar[bool] = False  # D may be > 0 after the dense phase (W~ is then dense)
+    # True: straight-through, dL/dW = dL/dW~ for every weight (STE, SR-STE, MDGF, SDGF); False: the mask's
+    # zeros block the gradient of pruned weights (dL/dW = mask * dL/dW~: the fixed-mask baseline)
+    straight_through: ClassVar[bool] = True
 
     dense_fraction: float = 0.05  # dense warm-up; paper ablations: 1.25-10% all work
     finetune_fraction: float = 0.15  # binary-mask fine-tune at the end; paper ablations: 10-20%

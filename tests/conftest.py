@@ -99,3 +99,22 @@ def make_vit():
 def make_t5():
     """Factory: make_t5(seed=0, gated=False) -> a fresh tiny T5."""
     return build_t5
+
+
+def run_pgf_train(cwd, *overrides: str, monkeypatch) -> int:
+    """`pgf-train *overrides` in process, in `cwd`; its exit code (Hydra's global state cleared after)."""
+    import sys
+
+    from hydra.core.global_hydra import GlobalHydra
+
+    from pgfsparse.cli import pgf_train as entry
+
+    monkeypatch.chdir(cwd)
+    monkeypatch.setattr(sys, "argv", ["pgf-train", *overrides])
+    try:
+        entry.main()
+        return 0
+    except SystemExit as done:
+        return int(done.code or 0)
+    finally:
+        GlobalHydra.instance().clear()

@@ -18,6 +18,8 @@ from typing import List, Union, get_args, get_origin, get_type_hints
 import pytest
 import torch
 
+from conftest import run_pgf_train
+
 pytest.importorskip("hydra")
 pytest.importorskip("timm")
 
@@ -29,21 +31,7 @@ TINY = ["data=digits", "model.kwargs.embed_dim=32", "model.kwargs.depth=1", "mod
         "logger=local"]
 
 
-def cli(tmp_path: Path, *overrides: str, monkeypatch) -> int:
-    """`pgf-train *overrides` in process, in `tmp_path`; its exit code."""
-    from hydra.core.global_hydra import GlobalHydra
-
-    from pgfsparse.cli import pgf_train as entry
-
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "argv", ["pgf-train", *overrides])
-    try:
-        entry.main()
-        return 0
-    except SystemExit as done:
-        return int(done.code or 0)
-    finally:
-        GlobalHydra.instance().clear()
+cli = run_pgf_train  # conftest.py
 
 
 def pgf_train(*args: str, cwd: Path, env=None, timeout=300) -> subprocess.CompletedProcess:
@@ -259,10 +247,10 @@ def _refusal(tmp_path, monkeypatch, capsys, *overrides) -> str:
 
 def test_resuming_on_another_device_warns_in_one_line(tmp_path, monkeypatch, capsys):
     from hydra import compose, initialize_config_module
-    from test_cli import QUIET, TINY_VIT, train
 
     from pgfsparse.config.validation import check, to_train_config
     from pgfsparse.run.resume import read_checkpoint
+    from test_cli import QUIET, TINY_VIT, train
 
     overrides = [*QUIET, "data=digits", "budget.steps=2", *TINY_VIT]
     train(tmp_path, *overrides[len(QUIET):], "device=cpu")

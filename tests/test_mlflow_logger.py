@@ -24,6 +24,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from conftest import run_pgf_train
 from pgfsparse.errors import ConfigError
 from pgfsparse.run.mlflow_logger import PROBE_LIMITS, _limits, check_mlflow, flat_params, run_tags, safe_name
 
@@ -166,21 +167,7 @@ def wait_until_up(server, timeout: float = 120.0) -> str:
         time.sleep(0.2)
 
 
-def cli(cwd: Path, *overrides: str, monkeypatch) -> int:
-    """`pgf-train *overrides` in process, in `cwd`; its exit code."""
-    from hydra.core.global_hydra import GlobalHydra
-
-    from pgfsparse.cli import pgf_train as entry
-
-    monkeypatch.chdir(cwd)
-    monkeypatch.setattr(sys, "argv", ["pgf-train", *overrides])
-    try:
-        entry.main()
-        return 0
-    except SystemExit as done:
-        return int(done.code or 0)
-    finally:
-        GlobalHydra.instance().clear()
+cli = run_pgf_train  # conftest.py
 
 
 def events(run_dir: Path):

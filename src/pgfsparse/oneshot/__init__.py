@@ -15,12 +15,24 @@ Typical use for one layer, its calibration inputs arriving in batches::
     new_weight, mask = sparsegpt_nm(layer.weight, stats.hessian, 2, 4)
 
 Magnitude and Wanda only choose a mask (``weight * mask`` is the pruned layer); SparseGPT also updates the kept
-weights. Running them over a whole model, block by block, is the caller's job.
+weights. `prune_model` runs them over a whole model, block by block in forward order (`sequential`).
 """
 
 from pgfsparse.oneshot.calibration import LayerStatistics
 from pgfsparse.oneshot.magnitude import magnitude_nm
+from pgfsparse.oneshot.sequential import OneShotReport, SegmentResult, block_key, prune_model
 from pgfsparse.oneshot.sparsegpt import inverse_hessian_factor, sparsegpt_nm
 from pgfsparse.oneshot.wanda import wanda_nm, wanda_scores
 
-__all__ = ["LayerStatistics", "inverse_hessian_factor", "magnitude_nm", "sparsegpt_nm", "wanda_nm", "wanda_scores"]
+__all__ = [
+    "LayerStatistics",
+    "OneShotReport",
+    "SegmentResult",
+    "block_key",
+    "inverse_hessian_factor",
+    "magnitude_nm",
+    "prune_model",
+    "sparsegpt_nm",
+    "wanda_nm",
+    "wanda_scores",
+]

@@ -144,7 +144,8 @@ def test_cifar10_spec_has_a_grid_per_sparsity_plotting_top1_against_flops_by_rec
     spec = dry_run(CIFAR10, tmp_path)
     runs = [logged(d) for d in run_dirs(CIFAR10)]
     sparsities = Counter(r.sparsity for r in runs)
-    assert sorted(sparsities) == ["1:16", "1:32", "2:4", "dense"]  # the committed grid and its iso-FLOP runs
+    # the committed grid and its iso-FLOP runs (more patterns land as the evidence runs finish)
+    assert {"dense", "2:4", "1:16", "1:32"} <= set(sparsities)
     seen = []
     for grid in grids(spec):
         (runset,) = grid["runSets"]

@@ -98,6 +98,18 @@ FROM_THE_ISSUE = [
     ("diagnostics_every=-1", "diagnostics_every=-1 is out of range: it must be >= 0 (0: off)"),
     ("model.kwargs.embed_dim=16 sparsity=1:32", "or allow skipping (sparsity.allow_skip=true) to leave the layer "
                                                 "dense"),
+    # issue 24: one-shot starts
+    ("oneshot=wanda", "oneshot=wanda prunes to an N:M pattern but sparsity is dense: add e.g. sparsity=2:4"),
+    ("sparsity=1:4 oneshot=wanda oneshot.samples=0", "oneshot.samples=0 is out of range: it must be >= 1"),
+    ("sparsity=1:32 oneshot=sparsegpt oneshot.blocksize=48", "oneshot.blocksize=48 is not a multiple of M=32 "
+                                                             "(ff=1:32)"),
+    ("sparsity=1:4 oneshot=wanda oneshot.samples=5000", "oneshot.samples=5000 exceeds the 1438 examples of "
+                                                        "data=digits's training split: lower oneshot.samples"),
+    ("budget.steps=0", "budget.steps=0 trains nothing: it is only for evaluating a one-shot prune untrained"),
+    ("sparsity=1:4 oneshot=sparsegpt recipe.dense_fraction=0.1", "so it has no dense warm-up, but "
+                                                                 "recipe.dense_fraction=0.1"),
+    ("sparsity=1:4 oneshot=magnitude sparsity.layout=col", "drop sparsity.layout=col"),
+    ("sparsity=1:4 oneshot=obs", "Could not find 'oneshot/obs' (choose one of: magnitude, none, sparsegpt, wanda"),
     ("sparsity=1:16 recipe=sdgf_custom recipe.ladder=1:16,8:16",
      "Ambiguous value for argument 'recipe.ladder=1:16,8:16': quote it: 'recipe.ladder=\"1:16,8:16\"'"),
 ]

@@ -30,7 +30,7 @@ def recorder(tmp_path, clock, start=0, wall_offset=0.0, task=None):
         train_examples=100, examples_per_step=8, data=None,
         flops=SimpleNamespace(cumulative_train_flops=CUMULATIVE.__getitem__, inference_flops=lambda: 7.0),
         optimizer=SimpleNamespace(param_groups=[{"lr": 0.1}]),
-        sparsifier=SimpleNamespace(layers=[], skipped=[]))
+        sparsifier=SimpleNamespace(layers=[], skipped=[]), oneshot=None)
     process = SimpleNamespace(is_main=True, world_size=1)
     task = task or SimpleNamespace(eval_metric="top1", higher_is_better=True)
     return Recorder(cfg, resolve(cfg), task, parts, process, tmp_path, clock=clock)

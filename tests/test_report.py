@@ -142,7 +142,7 @@ def by_name(rows):
 # -- pure pieces ---------------------------------------------------------------------------------
 def test_parse_run_name():
     assert parse_run_name("vit-n1m32-mdgf_exp-s0") == {"model": "vit", "sparsity": "1:32", "recipe": "mdgf_exp",
-                                                       "seed": 0, "variant": ""}
+                                                       "seed": 0, "oneshot": "none", "variant": ""}
     assert parse_run_name("t5_small-dense-dense-s3")["sparsity"] == "dense"
     mixed = parse_run_name("vit-ff-n1m8_qk-n1m4-sdgf_geo-s1-depth=3")
     assert (mixed["sparsity"], mixed["recipe"], mixed["seed"], mixed["variant"]) == ("ff=1:8,qk=1:4", "sdgf_geo",
@@ -286,7 +286,8 @@ def test_cli_writes_runs_csv_table_and_lists_failures(grid, capsys):
     stdout = capsys.readouterr().out
     out = grid / "report"
     runs = read_csv(out / "runs.csv")
-    assert list(runs[0]) == ["run_name", "model", "sparsity", "recipe", "seed", "budget", "steps", "train_flops",
+    assert list(runs[0]) == ["run_name", "model", "sparsity", "recipe", "oneshot", "seed", "budget", "steps",
+                             "train_flops",
                              "inference_flops", "eval_metric", "eval_higher_is_better", "eval_value",
                              "eval_value_strict", "wall_seconds",
                              "status", "error", "version", "git_sha", "sweep", "run_dir"]

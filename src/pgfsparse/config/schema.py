@@ -99,11 +99,24 @@ def _hydra_type(annotation) -> Any:
     return Optional[Any]
 
 
+ONESHOT_METHODS = ("none", "magnitude", "wanda", "sparsegpt")  # oneshot.method values (conf/oneshot/*.yaml)
+
+
+@dataclass
+class OneShotConfig:
+    """A one-shot N:M prune of the starting weights before the first step (pgfsparse.oneshot; docs/one-shot.md)."""
+
+    method: str = "none"  # none | magnitude | wanda | sparsegpt
+    samples: int = 128  # calibration examples from the training split (text: data.block_size tokens each), seeded
+    blocksize: int = 128  # sparsegpt: columns per lazy update block; every M must divide it
+    damp: float = 0.01  # sparsegpt: dampening, a fraction of the mean diagonal of the Hessian
+
+
 @dataclass
 class BudgetConfig:
     """Run length: set at most one of steps, epochs, train_flops; none -> default_epochs."""
 
-    steps: Optional[int] = None  # optimizer steps
+    steps: Optional[int] = None  # optimizer steps (0: evaluate a one-shot prune untrained; oneshot only)
     epochs: Optional[float] = None  # passes over the training split
     train_flops: Optional[float] = None  # smallest step count whose training FLOPs reach this
     default_epochs: Optional[float] = None  # None = data.default_epochs (each dataset's ~15-minute CPU run)
@@ -208,6 +221,7 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     sparsity: SparsityConfig = field(default_factory=SparsityConfig)
     recipe: Any = field(default_factory=lambda: {"name": "auto"})  # a node of recipe_config_nodes()
+    oneshot: OneShotConfig = field(default_factory=OneShotConfig)
     budget: BudgetConfig = field(default_factory=BudgetConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)

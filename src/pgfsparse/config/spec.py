@@ -2,7 +2,8 @@
 
     patterns   location -> N:M of `sparsity.*` (dense locations dropped)
     recipe     the Recipe instance (`auto`, `decay` and `custom` settled)
-    budget     ('steps' | 'epochs' | 'train_flops', value)
+    budget     ('steps' | 'epochs' | 'train_flops', value); ('steps', 0) only with a one-shot prune
+    oneshot    the one-shot method pruning the start (oneshot.method): none | magnitude | wanda | sparsegpt
     task       data.kind
     model      the model's label: the Hydra model choice, else model.family
     name       the run name (rundir/naming.py), as the sweep point folders are named
@@ -36,11 +37,22 @@ class RunSpec:
     task: str
     model: str
     name: str
+    oneshot: str = "none"
 
     @property
     def sparsity(self) -> str:
         """The sparsity label: '1:16', 'ff=1:8,q=1:4' or 'dense'."""
         return describe_sparsity(self.patterns)
+
+    @property
+    def recipe_label(self) -> str:
+        """The recipe a run's records name: 'none' for a one-shot model evaluated untrained (budget.steps=0)."""
+        return recipe_label(self.recipe.name, self.budget)
+
+
+def recipe_label(recipe: str, budget: Tuple[str, float]) -> str:
+    """`recipe`, or 'none' when the budget is zero steps: no step ran, so no recipe shaped the weights."""
+    return "none" if budget == ("steps", 0.0) else recipe
 
 
 def resolve(
@@ -55,8 +67,9 @@ def resolve(
     recipe = resolve_recipe(cfg, patterns)
     budget = check_budget(cfg)
     model = model or cfg.model.family
-    name = name or run_name(model, patterns, recipe.name, cfg.seed, extra)
-    return RunSpec(MappingProxyType(patterns), recipe, budget, cfg.data.kind, model, name)
+    oneshot = oneshot_method(cfg)
+    name = name or run_name(model, patterns, recipe_label(recipe.name, budget), cfg.seed, extra, oneshot)
+    return RunSpec(MappingProxyType(patterns), recipe, budget, cfg.data.kind, model, name, oneshot)
 
 
 def point_name(cfg, model: Optional[str] = None, extra: Sequence[Tuple[str, str]] = ()) -> str:
@@ -66,7 +79,15 @@ def point_name(cfg, model: Optional[str] = None, extra: Sequence[Tuple[str, str]
     """
     patterns = sparsity_patterns(cfg)
     recipe = recipe_class_and_knobs(cfg.recipe, patterns)[0].name
-    return run_name(model or cfg.model.family, patterns, recipe, cfg.seed, extra)
+    if cfg.budget.steps == 0:  # the one-shot model evaluated untrained (check_budget refuses it otherwise)
+        recipe = "none"
+    return run_name(model or cfg.model.family, patterns, recipe, cfg.seed, extra, oneshot_method(cfg))
+
+
+def oneshot_method(cfg) -> str:
+    """oneshot.method, 'none' for a config without the group (one recorded before it existed)."""
+    oneshot = getattr(cfg, "oneshot", None)
+    return str(getattr(oneshot, "method", None) or "none")
 
 
 def sparsity_patterns(cfg) -> Dict[str, NM]:
@@ -134,6 +155,13 @@ def check_budget(cfg) -> Tuple[str, float]:
         raise ConfigError(f"set one run length, not {shown}: drop all but one (e.g. '~budget.epochs')")
     default = budget.default_epochs if budget.default_epochs is not None else cfg.data.default_epochs
     kind, value = given[0] if given else ("epochs", default)
+    if kind == "steps" and value == 0:
+        if oneshot_method(cfg) == "none":
+            raise ConfigError(
+                "budget.steps=0 trains nothing: it is only for evaluating a one-shot prune untrained "
+                "(add oneshot=magnitude, wanda or sparsegpt), else give budget.steps >= 1"
+            )
+        return kind, 0.0
     if not value or value <= 0:
         raise ConfigError(f"budget.{kind}={value} must be positive")
     return kind, float(value)

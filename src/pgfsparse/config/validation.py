@@ -10,7 +10,14 @@ from dataclasses import MISSING, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, cast
 
-from pgfsparse.config.schema import DATA_KINDS, DECODER_FAMILIES, TEXT_FAMILIES, VISION_FAMILIES, TrainConfig
+from pgfsparse.config.schema import (
+    DATA_KINDS,
+    DECODER_FAMILIES,
+    ONESHOT_METHODS,
+    TEXT_FAMILIES,
+    VISION_FAMILIES,
+    TrainConfig,
+)
 from pgfsparse.config.spec import RunSpec, resolve
 from pgfsparse.errors import ConfigError, first_line
 from pgfsparse.evaluation.harness import check_lm_eval
@@ -122,7 +129,7 @@ BELOW_1 = Range(lambda v: 0 <= v < 1, "in [0, 1)")
 RANGES: Dict[str, Range] = {
     "model.tokenizer.vocab_size": AT_LEAST_1,
     "model.tokenizer.train_texts": AT_LEAST_1,
-    "budget.steps": AT_LEAST_1,
+    "budget.steps": NON_NEGATIVE,  # 0 only with a one-shot prune (spec.check_budget)
     "budget.epochs": POSITIVE,
     "budget.train_flops": POSITIVE,
     "budget.default_epochs": POSITIVE,
@@ -158,6 +165,9 @@ RANGES: Dict[str, Range] = {
     "diagnostics_every": NON_NEGATIVE,  # 0 = off (ZERO_MEANS)
     "threads": AT_LEAST_1,
     "peak_flops": POSITIVE,
+    "oneshot.samples": AT_LEAST_1,
+    "oneshot.blocksize": AT_LEAST_1,
+    "oneshot.damp": NON_NEGATIVE,
 }
 NULL_MEANS = {
     "optim.grad_clip": "off",
@@ -168,7 +178,8 @@ NULL_MEANS = {
     "threads": "automatic",
     "peak_flops": "the device table",
 }
-ZERO_MEANS = {"diagnostics_every": "off"}  # keys whose 0 is a setting of its own, said in their range message
+# keys whose 0 is a setting of its own, said in their range message
+ZERO_MEANS = {"diagnostics_every": "off", "budget.steps": "evaluate a one-shot prune untrained"}
 
 
 def check_ranges(cfg: TrainConfig) -> None:
@@ -241,12 +252,43 @@ def check_start_weights(cfg: TrainConfig, checkpoint: str) -> None:
         )
 
 
+def check_oneshot(cfg: TrainConfig, spec: RunSpec) -> None:
+    """A one-shot prune needs a pattern, the row layout, no dense warm-up and (SparseGPT) M dividing its block size."""
+    method = cfg.oneshot.method
+    if method not in ONESHOT_METHODS:
+        raise ConfigError(f"oneshot={method!r} is unknown: choose one of {', '.join(ONESHOT_METHODS)}")
+    if method == "none":
+        return
+    if not spec.patterns:
+        raise ConfigError(f"oneshot={method} prunes to an N:M pattern but sparsity is dense: add e.g. sparsity=2:4")
+    if cfg.sparsity.layout != "row":
+        raise ConfigError(
+            f"oneshot={method} groups weights along their inputs (the row layout): "
+            f"drop sparsity.layout={cfg.sparsity.layout}"
+        )
+    warmup = getattr(spec.recipe, "dense_fraction", 0.0)
+    if warmup > 0:
+        raise ConfigError(
+            f"oneshot={method} starts from pruned weights, so it has no dense warm-up, but "
+            f"recipe.dense_fraction={warmup}: drop that override (a one-shot start sets it to 0)"
+        )
+    if method == "sparsegpt":
+        for location, nm in spec.patterns.items():
+            if cfg.oneshot.blocksize % nm.m:
+                raise ConfigError(
+                    f"oneshot.blocksize={cfg.oneshot.blocksize} is not a multiple of M={nm.m} ({location}={nm}): "
+                    "SparseGPT picks N:M groups inside its column blocks; use e.g. "
+                    f"oneshot.blocksize={nm.m * max(1, 128 // nm.m)}"
+                )
+
+
 def check(cfg: TrainConfig, model: Optional[str] = None, name: Optional[str] = None) -> RunSpec:
     """All checks that need no model or data; returns the run's RunSpec (see `spec.resolve`)."""
     check_ranges(cfg)
     check_model_and_data(cfg)
     check_decoder(cfg)
     spec = resolve(cfg, model, name=name)  # patterns, recipe and budget
+    check_oneshot(cfg, spec)
     check_optimizer(cfg)
     if cfg.sparsity.layout not in ("row", "col"):
         raise ConfigError(f"sparsity.layout={cfg.sparsity.layout!r}: choose row or col")
@@ -266,4 +308,12 @@ def check(cfg: TrainConfig, model: Optional[str] = None, name: Optional[str] = N
     return spec
 
 
-__all__ = ["RANGES", "check", "check_decoder", "check_model_and_data", "check_ranges", "to_train_config"]
+__all__ = [
+    "RANGES",
+    "check",
+    "check_decoder",
+    "check_model_and_data",
+    "check_oneshot",
+    "check_ranges",
+    "to_train_config",
+]

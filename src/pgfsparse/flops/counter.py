@@ -337,6 +337,8 @@ class FlopCounter:
     counter.run_train_flops()               # the whole run
     counter.inference_flops()               # per example, sparse segments at N/M
 
+    `before_training`: FLOPs spent before step 0 and charged to the run (a one-shot prune's calibration
+    forwards); every cumulative count includes it, so a FLOP budget does too.
     The schedule is read from the sparsifier at each call (it may be re-planned with
     `set_total_steps`); every training method also takes an explicit `schedule`.
     """
@@ -356,6 +358,7 @@ class FlopCounter:
         self.forward = measure_forward_flops(model, args, kwargs)
         self.segments = self._sparse_segments()
         self.dense_forward = self.forward.total - sum(seg.forward for seg in self.segments)
+        self.before_training = 0.0
 
     def _sparse_segments(self) -> List[SegmentFlops]:
         segments = []
@@ -398,15 +401,17 @@ class FlopCounter:
         return self.examples_per_step * per_example
 
     def cumulative_train_flops(self, steps: int, schedule: Optional[Schedule] = None) -> float:
-        """Training FLOPs of steps [0, steps): summed over constant-density runs, not step by step."""
+        """Training FLOPs of steps [0, steps), plus `before_training`: summed over constant-density runs."""
         schedule = self._resolve(schedule)
         if steps < 0 or (schedule is not None and steps > schedule.total_steps):
             limit = f"[0, {schedule.total_steps}]" if schedule is not None else ">= 0"
             raise ValueError(f"steps={steps} must lie in {limit}")
         if schedule is None or not self.segments:
-            return steps * self.step_train_flops(0, schedule)
+            return self.before_training + steps * self.step_train_flops(0, schedule)
         runs = constant_density_runs(schedule, steps, [len(seg.ladder) for seg in self.segments])
-        return sum((stop - start) * self.step_train_flops(start, schedule) for start, stop in runs)
+        return self.before_training + sum(
+            (stop - start) * self.step_train_flops(start, schedule) for start, stop in runs
+        )
 
     def run_train_flops(self, total_steps: Optional[int] = None) -> float:
         """Training FLOPs of a whole run: the sparsifier's, or its recipe planned over `total_steps`."""
@@ -446,7 +451,10 @@ def steps_for_flop_budget(
 
     one_step = run_flops(1)
     if budget_flops < one_step:
-        raise ValueError(f"FLOP budget {budget_flops:.4g} is below the cost of one step ({one_step:.4g})")
+        spent = (
+            f", the one-shot calibration's {counter.before_training:.4g} included" if counter.before_training else ""
+        )
+        raise ValueError(f"FLOP budget {budget_flops:.4g} is below the cost of one step ({one_step:.4g}{spent})")
     lo, hi = 1, 1  # invariant: run(lo - 1) < budget (or lo == 1) and run(hi) >= budget once found
     while run_flops(hi) < budget_flops:
         if hi >= max_steps:

@@ -84,6 +84,7 @@ class OneShotReport:
     forwards: int = 0
     forward_equivalents: float = 0.0
     calibration_rows: Dict[str, int] = field(default_factory=dict)  # layer -> input rows (tokens) it was fit on
+    skipped: List[str] = field(default_factory=list)  # layers left dense (allow_skip: a shape M does not divide)
 
 
 class _StopForward(BaseException):
@@ -132,12 +133,16 @@ def _in_features(module: nn.Module) -> int:
     return weight_of(module).shape[1 - output_dim(module)]
 
 
-def _check_layers(matches: List[Match], patterns: Dict[str, NM], method: str, blocksize: int) -> None:
-    """Refuse, before any forward, a layer with a mask attached or a pattern its shape or the block size refuses."""
+def _check_layers(
+    matches: List[Match], patterns: Dict[str, NM], method: str, blocksize: int, allow_skip: bool
+) -> Tuple[List[Match], List[str]]:
+    """(the layers to prune, the names of those left dense), refusing before any forward a layer with a mask
+    attached, or a pattern its shape or the block size refuses (a shape left dense instead with `allow_skip`)."""
     if not matches:
         raise ValueError(
             f"no layer of the model matches the locations {', '.join(patterns)}: check the layer map or targets"
         )
+    kept, skipped = [], []
     for match in matches:
         if parametrize.is_parametrized(match.module, "weight"):
             raise ValueError(
@@ -147,9 +152,13 @@ def _check_layers(matches: List[Match], patterns: Dict[str, NM], method: str, bl
         if weight.dim() != 2:
             raise ValueError(f"layer {match.name!r} has a {weight.dim()}-D weight: one-shot pruning takes 2-D weights")
         in_features = _in_features(match.module)
+        fits = True
         for location, _ in match.blocks:
             nm = patterns[location]
             if in_features % nm.m:
+                if allow_skip:  # the sparsifier leaves it dense too (its allow_skip): so does the prune
+                    fits = False
+                    continue
                 raise ValueError(
                     f"layer {match.name!r} ({location}) has {in_features} inputs, not a multiple of M={nm.m}: "
                     f"choose an M that divides it or leave {location} dense"
@@ -159,6 +168,11 @@ def _check_layers(matches: List[Match], patterns: Dict[str, NM], method: str, bl
                     f"blocksize {blocksize} is not a multiple of M={nm.m} ({location}): use a multiple of M, "
                     f"e.g. {nm.m * max(1, 128 // nm.m)}"
                 )
+        if fits:
+            kept.append(match)
+        else:
+            skipped.append(match.name)
+    return kept, skipped
 
 
 def _layer_input(args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> torch.Tensor:
@@ -331,6 +345,7 @@ def prune_model(
     blocksize: int = 128,
     damp: float = 0.01,
     block_of: Callable[[str], str] = block_key,
+    allow_skip: bool = False,
 ) -> OneShotReport:
     """Prune the plain (unmasked) `model` in place to N:M at every sparse location with one one-shot method.
 
@@ -340,14 +355,18 @@ def prune_model(
     divide, and `damp`). `batches` are model inputs, kept in a list and each run by ``forward(model, batch)``
     (default: ``model(**batch)`` for a dict, else ``model(batch)``); they must already be on the model's device.
     Runs under no_grad in eval mode and restores every module's train/eval mode after. Pruned weights are exactly 0.
+    `allow_skip` leaves a layer whose inputs M does not divide dense (listed in the report's `skipped`), as
+    `pgfsparse.sparsify(..., allow_skip=True)` does, instead of refusing.
     """
     _check_arguments(method, blocksize, damp)
     patterns = resolve_patterns(pattern, targets)
     if not patterns:
         raise ValueError("every location is dense: give an N:M pattern (e.g. '2:4') for at least one location")
     matches = find_layers(model, resolve_layer_map(model, layer_map), patterns)
-    _check_layers(matches, patterns, method, blocksize)
-    report = OneShotReport(method)
+    matches, skipped = _check_layers(matches, patterns, method, blocksize, allow_skip)
+    report = OneShotReport(method, skipped=skipped)
+    if not matches:  # every layer left dense (allow_skip): nothing to calibrate
+        return report
 
     if method == "magnitude":
         report.blocks = [[m.name] for m in matches]

@@ -31,6 +31,7 @@ RUN_COLUMNS = (
     "model",
     "sparsity",
     "recipe",
+    "oneshot",  # the one-shot method that pruned the start; "none" for a run trained from scratch
     "seed",
     "budget",
     "steps",
@@ -165,6 +166,7 @@ def point_row(
         model=facts.get("model"),
         sparsity=facts.get("sparsity"),
         recipe=facts.get("recipe"),
+        oneshot=facts.get("oneshot") or "none",
         seed=facts.get("seed"),
         budget=facts.get("budget", ""),
         status=state,
@@ -181,7 +183,7 @@ def point_row(
 
 
 def from_overrides(overrides: Optional[Iterable[str]]) -> Dict[str, Any]:
-    """model / sparsity / recipe / seed / budget from a job's Hydra overrides ('sparsity=1:32', 'seed=0').
+    """model / sparsity / recipe / oneshot / seed / budget from a job's Hydra overrides ('sparsity=1:32', 'seed=0').
 
     Left out (None) when the overrides cannot say: 'recipe=auto' (resolved at run
     time) and a sparsity with per-location additions ('sparsity.qk=1:4'), which the
@@ -196,6 +198,7 @@ def from_overrides(overrides: Optional[Iterable[str]]) -> Dict[str, Any]:
     out["sparsity"] = None if mixed else values.get("sparsity")
     recipe = values.get("recipe") or values.get("recipe.name")
     out["recipe"] = None if recipe in (None, "auto") else _canonical_recipe(recipe)
+    out["oneshot"] = values.get("oneshot") or values.get("oneshot.method") or None
     out["seed"] = int(values["seed"]) if values.get("seed", "").lstrip("-").isdigit() else None
     for kind in ("steps", "epochs", "train_flops"):
         if values.get(f"budget.{kind}") not in (None, "", "null"):
@@ -213,6 +216,7 @@ def _finished_row(run_dir: Path, record: RunSummary, status: Dict[str, Any], swe
     row = {column: summary.get(column) for column in RUN_COLUMNS}
     row.update(
         run_name=name,
+        oneshot=summary.get("oneshot") or "none",  # summaries older than one-shot starts have none
         budget=format_budget(summary.get("budget")) or from_overrides(status.get("overrides")).get("budget", ""),
         eval_higher_is_better=record.higher_is_better(),
         status="finished",

@@ -6,7 +6,10 @@ A setting is compared with every baseline setting that differs from it only in
 the baseline key and, possibly, the budget: MDGF-Exp at 1:32 for 24 epochs
 meets SR-STE at 1:32 for 24 epochs (equal epochs) and SR-STE at 1:32 given
 MDGF-Exp's training FLOPs (equal compute), and the FLOPs ratio column says
-which is which.
+which is which. A one-shot start is part of a setting when the table groups by
+it (`oneshot`): SR-STE from Wanda's masks meets MDGF-Exp from Wanda's masks,
+never from scratch; `--baseline oneshot=none` sets each start against training
+from scratch.
 
 The reading follows one rule: a difference no larger than the spread over
 seeds (the larger of the two settings' sample standard deviations) is no

@@ -37,6 +37,7 @@ from pgfsparse.report.table import (
     higher_is_better,
     metric_values,
     notes_markdown,
+    one_shot_start,
     sort_rows,
     sort_value,
     split_metrics,
@@ -45,7 +46,7 @@ from pgfsparse.report.table import (
 
 PAGE_NAME = "index.html"
 RUN_ORDER = ("model", "sparsity", "recipe", "budget", "variant", "seed", "run_name")
-# What the page filters by; a key no run has (oneshot, before runs record it) gets no filter.
+# What the page filters by; a key no run has gets no filter, nor does oneshot when every run is from scratch.
 FILTER_KEYS = ("model", "sparsity", "recipe", "budget", "oneshot")
 # plots.py's matplotlib marker of each sparsity, as plotly spells it.
 PLOTLY_SYMBOLS = {
@@ -104,6 +105,7 @@ def page_data(
         key: _ordered([_text(r.get(key)) for r in finished], key)
         for key in FILTER_KEYS
         if any(r.get(key) not in (None, "") for r in finished)
+        and (key != "oneshot" or any(map(one_shot_start, finished)))
     }
     data = {
         "title": title,

@@ -9,6 +9,9 @@ backend changes under a notebook. Every function returns a Figure (a notebook
 shows it inline) and, given `out`, also writes <out>/<name>.png (dpi 150) and
 <name>.svg. A figure with nothing to draw raises NothingToPlot, one line saying why.
 Each recipe has one colour in every figure (RECIPE_COLORS), each sparsity one marker.
+Runs that started from a one-shot prune are told apart from those trained from scratch
+only when there are any: hollow or half-filled markers (ONESHOT_FILLS) and their own line
+styles, labelled "from wanda"; recipe "none" is a one-shot prune evaluated untrained.
 """
 
 from __future__ import annotations
@@ -19,8 +22,16 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, cast
 
 from pgfsparse.report.collect import read_events
-from pgfsparse.report.noise import NOISE_GROUP_BY, NOISE_KEYS
-from pgfsparse.report.table import density, direction_words, higher_is_better, sort_value, split_metrics
+from pgfsparse.report.noise import NOISE_KEYS, noise_group_by
+from pgfsparse.report.table import (
+    density,
+    direction_words,
+    higher_is_better,
+    one_shot_start,
+    sort_value,
+    split_metrics,
+    start_words,
+)
 
 RECIPE_COLORS = {
     "dense": "#555555",
@@ -32,7 +43,12 @@ RECIPE_COLORS = {
     "sdgf_step": "#2ca02c",
     "sdgf_geo": "#ff7f0e",
     "sdgf_custom": "#e377c2",
+    "none": "#999999",  # a one-shot prune evaluated untrained (budget.steps=0)
 }
+RECIPE_LABELS = {"none": "none (untrained)"}
+# Marker fill of a one-shot start's method (matplotlib fillstyle); from scratch stays filled.
+ONESHOT_FILLS = {"magnitude": "left", "wanda": "none", "sparsegpt": "bottom"}
+_MORE_FILLS = ("right", "top")
 _MORE_COLORS = ("#bcbd22", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173")
 SPARSITY_MARKERS = {
     "dense": "*",
@@ -91,6 +107,41 @@ def recipe_color(recipe: Optional[str]) -> str:
     """The fixed colour of a recipe; unknown recipes get a stable one from their name."""
     name = str(recipe)
     return RECIPE_COLORS.get(name) or _MORE_COLORS[zlib.crc32(name.encode()) % len(_MORE_COLORS)]
+
+
+def start_fill(oneshot: Optional[str]) -> str:
+    """The marker fill of a run's start: 'full' from scratch, else its method's (unknown ones: a stable one)."""
+    if oneshot in (None, "", "none"):
+        return "full"
+    name = str(oneshot)
+    return ONESHOT_FILLS.get(name) or _MORE_FILLS[zlib.crc32(name.encode()) % len(_MORE_FILLS)]
+
+
+def _start_marker(item: Dict[str, Any], color: str) -> Dict[str, Any]:
+    """Marker face and edge: filled, white-edged from scratch (as always); a one-shot start in its
+    method's fill, edged in `color` so a hollow marker still shows."""
+    if not one_shot_start(item):
+        return {"mec": "white", "mew": 0.6}
+    return {"mec": color, "mew": 1.2, "fillstyle": start_fill(item["oneshot"]), "markerfacecoloralt": "white"}
+
+
+def _start_keys(starts: Iterable[Optional[str]]):
+    """Legend entries for the marker fill of each start ('from scratch', 'from wanda')."""
+    from matplotlib.lines import Line2D
+
+    return [
+        Line2D(
+            [],
+            [],
+            color="0.35",
+            marker="o",
+            ls="none",
+            ms=7,
+            label=start_words(s),
+            **_start_marker({"oneshot": s}, "0.35"),
+        )
+        for s in _ordered(starts, "oneshot")
+    ]
 
 
 def sparsity_marker(sparsity: Optional[str]) -> str:
@@ -164,7 +215,7 @@ def _legend(
     """One legend beside the panels: a colour per recipe, a marker (or line style) per sparsity."""
     from matplotlib.lines import Line2D
 
-    handles = [Line2D([], [], color=recipe_color(r), lw=2.5, label=r) for r in recipes]
+    handles = [Line2D([], [], color=recipe_color(r), lw=2.5, label=RECIPE_LABELS.get(r, r)) for r in recipes]
     for s in sparsities:
         if linestyles is not None:
             handles.append(Line2D([], [], color="0.35", ls=linestyles[s], label=f"sparsity {s}"))
@@ -239,17 +290,17 @@ def accuracy_vs_flops(groups: List[Dict[str, Any]], out: Optional[Path] = None):
     for ax, ((model, metric), items) in zip(axes, panels.items()):
         flops = [g["train_flops"] for g in items]
         for g, x in zip(items, dodged(flops)):
+            color = recipe_color(g.get("recipe"))
             ax.errorbar(
                 x,
                 g["mean"],
                 yerr=g.get("std") or 0,
-                color=recipe_color(g.get("recipe")),
+                color=color,
                 marker=sparsity_marker(g.get("sparsity")),
                 ms=8,
                 ls="none",
                 capsize=3,
-                mec="white",
-                mew=0.6,
+                **_start_marker(g, color),
             )
         higher = items[0].get("higher_is_better", True)
         front = pareto_front(((g["train_flops"], g["mean"]) for g in items), higher)
@@ -265,11 +316,12 @@ def accuracy_vs_flops(groups: List[Dict[str, Any]], out: Optional[Path] = None):
     for ax in axes[len(panels) :]:
         ax.set_visible(False)
     front_key = Line2D([], [], ls="--", color="0.25", label="Pareto front (best at ≤ FLOPs)")
+    starts = _start_keys(g.get("oneshot") for g in points) if any(one_shot_start(g) for g in points) else []
     _legend(
         fig,
         _ordered((g.get("recipe") for g in points), "recipe"),
         _ordered((g.get("sparsity") for g in points), "sparsity"),
-        extra=[front_key],
+        extra=[*starts, front_key],
     )
     save(fig, out, "accuracy_vs_flops")
     return fig
@@ -293,21 +345,23 @@ def accuracy_vs_sparsity(groups: List[Dict[str, Any]], out: Optional[Path] = Non
     panels = _by(sparse, "model", "metric")
     fig, axes = _figure(len(panels))
     several_budgets = len({g.get("budget") for g in sparse + dense}) > 1
-    variants = _ordered(((g.get("budget") or "", g.get("variant") or "") for g in sparse), "variant")
-    styles = {v: _LINESTYLES[i % len(_LINESTYLES)] for i, v in enumerate(variants)}
+    starts = any(one_shot_start(g) for g in sparse)
+    styles = _line_styles(sparse, starts)
     for ax, ((model, metric), items) in zip(axes, panels.items()):
-        for (recipe, budget, variant), line in _by(items, "recipe", "budget", "variant").items():
+        for (recipe, *_), line in _by(items, "recipe", "budget", "oneshot", "variant").items():
             line = sorted(line, key=_single_ratio)
+            color = recipe_color(recipe)
             ax.errorbar(
                 [_single_ratio(g) for g in line],
                 [g["mean"] for g in line],
                 yerr=[g.get("std") or 0 for g in line],
-                color=recipe_color(recipe),
+                color=color,
                 marker="o",
                 ms=5,
                 capsize=3,
                 lw=1.6,
-                ls=styles[(budget or "", variant or "")],
+                ls=styles[_line_style_key(line[0], starts)],
+                **(_start_marker(line[0], color) if one_shot_start(line[0]) else {}),
             )
         for g in dense:
             if (g.get("model"), g.get("metric")) == (model, metric):
@@ -343,13 +397,36 @@ def accuracy_vs_sparsity(groups: List[Dict[str, Any]], out: Optional[Path] = Non
     for ax in axes[len(panels) :]:
         ax.set_visible(False)
     extra = [
-        Line2D([], [], color="0.35", ls=ls, label=" ".join(x for x in v if x))
+        Line2D([], [], color="0.35", ls=ls, label=_line_style_label(v, starts))
         for v, ls in styles.items()
         if len(styles) > 1
     ]
     _legend(fig, _ordered((g.get("recipe") for g in sparse + dense), "recipe"), extra=extra)
     save(fig, out, "accuracy_vs_sparsity")
     return fig
+
+
+def _line_style_key(group: Dict[str, Any], starts: bool) -> Tuple[str, ...]:
+    """What a sparsity line's style tells: its budget and variant, and its start when any run had a one-shot one."""
+    if not starts:
+        return (group.get("budget") or "", group.get("variant") or "")
+    return (group.get("budget") or "", group.get("oneshot") or "none", group.get("variant") or "")
+
+
+def _line_styles(groups: List[Dict[str, Any]], starts: bool) -> Dict[Tuple[str, ...], str]:
+    """A line style per budget and variant (and start); from scratch before the one-shot starts."""
+    if not starts:
+        keys = _ordered((_line_style_key(g, False) for g in groups), "variant")
+    else:
+        found = {_line_style_key(g, True) for g in groups}
+        keys = sorted(found, key=lambda k: (sort_value("budget", k[0]), sort_value("oneshot", k[1]), k[2]))
+    return {k: _LINESTYLES[i % len(_LINESTYLES)] for i, k in enumerate(keys)}
+
+
+def _line_style_label(key: Tuple[str, ...], starts: bool) -> str:
+    """'epochs=24 depth=3'; with starts 'steps=2000 from wanda'."""
+    parts = (key[0], start_words(key[1]), key[2]) if starts else key
+    return " ".join(x for x in parts if x)
 
 
 def _plain_ratio(sparsity: Optional[str]) -> Optional[float]:
@@ -371,8 +448,11 @@ def training_curves(
     """Eval metric (when logged more than once) and train loss vs training FLOPs, from each run's metrics.jsonl.
 
     Each seed is a thin line; the mean over seeds of a setting is a thick one.
-    A model per row of panels; colour = recipe, line style = sparsity.
+    A model per row of panels; colour = recipe, line style = sparsity (and the start, when any
+    run started from a one-shot prune).
     """
+    from matplotlib.lines import Line2D
+
     runs = []
     for row in rows:
         if row.get("status") != "finished":
@@ -396,16 +476,15 @@ def training_curves(
     show_eval = any(len(r["_eval"]) > 1 for r in runs)
     models = _by(runs, "model")
     fig, axes = _figure(len(models) * (2 if show_eval else 1), rows=len(models), height=3.8)
-    styles = {
-        s: _LINESTYLES[i % len(_LINESTYLES)] for i, s in enumerate(_ordered((r["sparsity"] for r in runs), "sparsity"))
-    }
+    starts = any(one_shot_start(r) for r in runs)
+    styles = _curve_styles(runs, starts)
     cols = 2 if show_eval else 1
     for i, ((model,), items) in enumerate(models.items()):
         panels = [("_eval", axes[i * cols])] if show_eval else []
         panels.append(("_loss", axes[i * cols + cols - 1]))
         for field, ax in panels:
-            for setting, seeds in _by(items, "recipe", "sparsity", "budget", "variant").items():
-                color, ls = recipe_color(setting[0]), styles.get(setting[1], "-")
+            for setting, seeds in _by(items, "recipe", "sparsity", "budget", "oneshot", "variant").items():
+                color, ls = recipe_color(setting[0]), styles.get(_curve_style_key(seeds[0], starts), "-")
                 curves = [r[field] for r in seeds if r[field]]
                 for curve in curves:
                     ax.plot(
@@ -429,21 +508,44 @@ def training_curves(
                 )
             else:
                 _style_axes(ax, f"{model}: training loss", "training FLOPs", "train loss")
-    _legend(
-        fig, _ordered((r["recipe"] for r in runs), "recipe"), list(styles) if len(styles) > 1 else (), linestyles=styles
-    )
+    recipes = _ordered((r["recipe"] for r in runs), "recipe")
+    if starts:  # a key per (sparsity, start): 'sparsity 2:4 from wanda'
+        keys = [
+            Line2D([], [], color="0.35", ls=ls, label=f"sparsity {s} {start_words(start)}")
+            for (s, start), ls in styles.items()
+        ]
+        _legend(fig, recipes, extra=keys)
+    else:
+        _legend(fig, recipes, list(styles) if len(styles) > 1 else (), linestyles=styles)
     save(fig, out, "training_curves")
     return fig
+
+
+def _curve_style_key(run: Dict[str, Any], starts: bool) -> Any:
+    """What a curve's line style tells: its sparsity, and its start when any run had a one-shot one."""
+    return (run["sparsity"], run.get("oneshot") or "none") if starts else run["sparsity"]
+
+
+def _curve_styles(runs: List[Dict[str, Any]], starts: bool) -> Dict[Any, str]:
+    """A line style per sparsity, or per sparsity and start when any run started from a one-shot prune."""
+    if starts:
+        pairs = {_curve_style_key(r, True) for r in runs if r["sparsity"] is not None}
+        keys = sorted(pairs, key=lambda k: (sort_value("sparsity", k[0]), sort_value("oneshot", k[1])))
+    else:
+        keys = _ordered((r["sparsity"] for r in runs), "sparsity")
+    return {k: _LINESTYLES[i % len(_LINESTYLES)] for i, k in enumerate(keys)}
 
 
 def gradient_noise(rows: List[Dict[str, Any]], window: int = 5, out: Optional[Path] = None):
     """The paper's Figure 3: (a) variance of AdamW's second moment, (b) variance of |grad|, over FF weights.
 
-    Per setting (model, sparsity, recipe, budget: the rows of noise.md) the mean
-    over seeds at each step, smoothed by a running mean of `window` points, on a
-    log y axis. Colour = recipe, line style = sparsity and budget. MDGF's curves
-    fall during training; SR-STE's stay high.
+    Per setting (model, sparsity, recipe, budget and, when any run had one, the one-shot
+    start: the rows of noise.md) the mean over seeds at each step, smoothed by a running
+    mean of `window` points, on a log y axis. Colour = recipe, line style = sparsity and
+    budget (and start). MDGF's curves fall during training; SR-STE's stay high.
     """
+    keys = noise_group_by(rows)
+    starts = "oneshot" in keys
     series: Dict[Tuple, Dict[str, List[List[Tuple[int, float]]]]] = {}
     for row in rows:
         if row.get("status") != "finished":
@@ -452,23 +554,24 @@ def gradient_noise(rows: List[Dict[str, Any]], window: int = 5, out: Optional[Pa
         for key, _, _ in NOISE_KEYS:
             curve = [(e["step"], float(e[key])) for e in events if e.get(key) is not None]
             if curve:
-                setting = tuple(row.get(k) for k in NOISE_GROUP_BY)
+                setting = tuple(row.get(k) for k in keys)
                 series.setdefault(setting, {}).setdefault(key, []).append(curve)
     if not series:
         raise NothingToPlot(
             "gradient_noise: no diagnostics (sparsity/ff/... lines in metrics.jsonl or "
             "diagnostics.jsonl); dense runs log none"
         )
-    settings = [dict(zip(NOISE_GROUP_BY, s)) for s in series]
-    several = {k: len({s[k] for s in settings}) > 1 for k in NOISE_GROUP_BY}
-    # a line style per (sparsity, budget): SR-STE at equal epochs and at equal FLOPs are two lines
+    settings = [dict(zip(keys, s)) for s in series]
+    several = {k: len({s[k] for s in settings}) > 1 for k in keys}
+    # a line style per (sparsity, budget[, start]): SR-STE at equal epochs and at equal FLOPs are two lines,
+    # and so are SR-STE from scratch and from a one-shot prune
     variants = sorted(
-        {(s["sparsity"], s["budget"] or "") for s in settings},
-        key=lambda v: (sort_value("sparsity", v[0]), sort_value("budget", v[1])),
+        {_noise_style_key(s, starts) for s in settings},
+        key=lambda v: [sort_value(k, x) for k, x in zip(("sparsity", "budget", "oneshot"), v)],
     )
     styles = {v: _LINESTYLES[i % len(_LINESTYLES)] for i, v in enumerate(variants)}
     fig, axes = _figure(2, height=4.2)
-    order = sorted(series, key=lambda s: [sort_value(k, v) for k, v in zip(NOISE_GROUP_BY, s)])
+    order = sorted(series, key=lambda s: [sort_value(k, v) for k, v in zip(keys, s)])
     for ax, (key, title, _) in zip(axes, NOISE_KEYS):
         drawn = 0
         for setting in order:
@@ -480,11 +583,11 @@ def gradient_noise(rows: List[Dict[str, Any]], window: int = 5, out: Optional[Pa
             kept = [(s, v) for s, v in zip(steps, smooth) if v > 0]
             if not kept:
                 continue
-            model, sparsity, recipe, budget = (
-                setting[NOISE_GROUP_BY.index(k)] for k in ("model", "sparsity", "recipe", "budget")
-            )
+            named = dict(zip(keys, setting))
+            model, sparsity, recipe, budget = (named[k] for k in ("model", "sparsity", "recipe", "budget"))
             label = " ".join(
                 [recipe]
+                + ([start_words(named["oneshot"])] if starts else [])
                 + [str(v) for k, v in (("sparsity", sparsity), ("budget", budget)) if several[k] and v]
                 + ([f"[{model}]"] if several["model"] else [])
             )
@@ -492,7 +595,7 @@ def gradient_noise(rows: List[Dict[str, Any]], window: int = 5, out: Optional[Pa
                 [s for s, _ in kept],
                 [v for _, v in kept],
                 color=recipe_color(recipe),
-                ls=styles[(sparsity, budget or "")],
+                ls=styles[_noise_style_key(named, starts)],
                 lw=1.8,
                 label=label,
             )
@@ -505,6 +608,12 @@ def gradient_noise(rows: List[Dict[str, Any]], window: int = 5, out: Optional[Pa
         _style_axes(ax, title, "optimizer step", f"variance (running mean of {window} points, log scale)")
     save(fig, out, "gradient_noise")
     return fig
+
+
+def _noise_style_key(setting: Dict[str, Any], starts: bool) -> Tuple[Any, ...]:
+    """(sparsity, budget), and the start when any run had a one-shot one: what a noise line's style tells."""
+    key = (setting["sparsity"], setting["budget"] or "")
+    return key + (setting.get("oneshot") or "none",) if starts else key
 
 
 def _mean_over_seeds(curves: List[List[Tuple[int, float, float]]]) -> Tuple[List[int], List[float], List[float]]:

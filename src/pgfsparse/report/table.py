@@ -1,9 +1,11 @@
 """Aggregate finished runs over seeds into one row per setting; write it as Markdown and CSV.
 
-A group is model x sparsity x recipe x budget by default (plus `variant`, the
-other keys a sweep varies, when there are any, so depth=3 never averages with
-depth=6). Each group gives mean, sample std and n of the headline metric, as
-trained and strict N:M, and mean training FLOPs, inference FLOPs and wall time.
+A group is model x sparsity x recipe x budget by default (plus `oneshot` when
+any run started from a one-shot prune, so SR-STE from Wanda's masks never
+averages with SR-STE from scratch, and `variant`, the other keys a sweep varies,
+when there are any, so depth=3 never averages with depth=6). Each group gives
+mean, sample std and n of the headline metric, as trained and strict N:M, and
+mean training FLOPs, inference FLOPs and wall time.
 Rows sort by model, sparsity from dense to sparsest, then a fixed recipe order,
 so tables from different sweeps line up.
 
@@ -27,6 +29,8 @@ from pgfsparse.sparsity.recipes import RECIPES
 DEFAULT_GROUP_BY = ("model", "sparsity", "recipe", "budget")
 GROUP_KEYS = tuple(RUN_COLUMNS) + ("variant",)
 RECIPE_ORDER = tuple(RECIPES)  # dense, ste, srste, mdgf_*, sdgf_*: the recipe table's order (docs/recipes.md)
+# From scratch first, then pgfsparse.oneshot.METHODS (not imported: it loads torch).
+ONESHOT_ORDER = ("none", "magnitude", "wanda", "sparsegpt")
 LABELS = {"as_trained": "as trained", "strict": "strict N:M"}
 
 
@@ -51,8 +55,13 @@ def sort_value(key: str, value: Any) -> Tuple:
     if key == "sparsity":
         d = density(value)
         return (0, -d if d is not None else 1.0, ("," in str(value), str(value)))
+    if key == "recipe" and value == "none":  # a one-shot prune evaluated untrained: where the recipes start
+        return (0, -1.0, "none")
     if key == "recipe":
         rank = RECIPE_ORDER.index(value) if value in RECIPE_ORDER else len(RECIPE_ORDER)
+        return (0, float(rank), str(value))
+    if key == "oneshot":
+        rank = ONESHOT_ORDER.index(value) if value in ONESHOT_ORDER else len(ONESHOT_ORDER)
         return (0, float(rank), str(value))
     if key == "budget":
         kind, _, amount = str(value).partition("=")
@@ -67,6 +76,16 @@ def _number(text: str) -> float:
         return float(text)
     except ValueError:
         return 0.0
+
+
+def one_shot_start(item: Dict[str, Any]) -> bool:
+    """Did this run (or group) start from a one-shot prune? Rows before one-shot starts say none."""
+    return item.get("oneshot") not in (None, "", "none")
+
+
+def start_words(oneshot: Optional[str]) -> str:
+    """How labels name a start: 'from wanda' after a one-shot prune, else 'from scratch'."""
+    return f"from {oneshot}" if oneshot not in (None, "", "none") else "from scratch"
 
 
 def sort_rows(items: List[Dict[str, Any]], keys: Sequence[str]) -> List[Dict[str, Any]]:
@@ -115,9 +134,7 @@ def summarize(
             raise ReportError(
                 f"no finished run has eval/{name}: choose one of {', '.join(available_metrics(finished))}"
             )
-    keys = list(group_by) + (
-        ["variant"] if "variant" not in group_by and any(r.get("variant") for r in finished) else []
-    )
+    keys = list(group_by) + extra_keys(finished, group_by)
     buckets: Dict[Tuple, List[Dict[str, Any]]] = {}
     for row in finished:
         for wanted in metrics:
@@ -146,6 +163,17 @@ def summarize(
         group["seeds"] = sorted(m["seed"] for m in members if m.get("seed") is not None)
         groups.append(group)
     return sort_rows(groups, keys)  # stable: a setting's metrics stay in the order asked for
+
+
+def extra_keys(finished: List[Dict[str, Any]], group_by: Sequence[str]) -> List[str]:
+    """Keys grouped by although not asked for, so unlike runs never average: the one-shot start
+    and the other swept keys, each only when some run has one (tables without them stay as they were)."""
+    keys = []
+    if "oneshot" not in group_by and any(one_shot_start(r) for r in finished):
+        keys.append("oneshot")
+    if "variant" not in group_by and any(r.get("variant") for r in finished):
+        keys.append("variant")
+    return keys
 
 
 def _stats(prefix: str, values: List[Any]) -> Dict[str, Any]:
@@ -247,7 +275,9 @@ def best_markdown(groups: List[Dict[str, Any]]) -> str:
     for g in best:
         where = " ".join(str(g.get(k)) for k in ("model", "sparsity", "metric") if g.get(k) not in (None, ""))
         setting = " ".join(
-            str(g[k]) for k in g["keys"] if k not in ("model", "sparsity") and g.get(k) not in (None, "")
+            start_words(g[k]) if k == "oneshot" else str(g[k])
+            for k in g["keys"]
+            if k not in ("model", "sparsity") and g.get(k) not in (None, "")
         )
         spread = f" ± {_fmt(g['std'], g['metric'])}" if g.get("std") is not None else ""
         seeds = f"{g['n']} seed{'s' if g['n'] != 1 else ''}"

@@ -131,7 +131,7 @@ def wandb_group(row: Dict[str, Any]) -> Optional[str]:
 
 
 def setting_keys(rows: Sequence[Dict[str, Any]]) -> List[str]:
-    """Config keys that tell one sparsity's settings apart: recipe.name, then model, budget, other swept keys.
+    """Config keys that tell one sparsity's settings apart: recipe.name, then model, start, budget, other swept keys.
 
     Keys after recipe.name are kept only where the runs differ in them, so the table nests no
     level that has one value. Seeds are what a setting's group row counts.
@@ -139,6 +139,8 @@ def setting_keys(rows: Sequence[Dict[str, Any]]) -> List[str]:
     keys = ["recipe.name"]
     if len({r.get("model") for r in rows}) > 1:
         keys.append("model_choice")
+    if len({r.get("oneshot") or "none" for r in rows}) > 1:  # a one-shot start never averages with a fresh one
+        keys.append("oneshot.method")
     if len({r.get("budget") for r in rows}) > 1:  # 'epochs=24', 'train_flops=1.58e+14': config budget.<kind>
         keys += sorted({f"budget.{str(r['budget']).partition('=')[0]}" for r in rows if r.get("budget")})
     if len({r.get("variant") for r in rows}) > 1:

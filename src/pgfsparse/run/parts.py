@@ -1,6 +1,7 @@
 """A run's parts, built once, in this order (each needs the ones before it):
 
-    data -> model (+ model.checkpoint's weights) -> sparsifier -> FLOP counter -> steps from the budget
+    data -> model (+ model.checkpoint's weights) -> one-shot prune (oneshot=..., a fresh run only)
+         -> sparsifier -> FLOP counter (+ the prune's calibration FLOPs) -> steps from the budget
          -> optimizer + LR schedule (timm) -> state restored from a checkpoint
 
 The order is also the order of random draws after seeding, so it fixes a run's numbers.
@@ -44,6 +45,9 @@ class RunParts:
     wall_offset: float  # seconds trained before this launch
     run_id: str  # the W&B run id, kept across resumes
     peak_flops: Optional[float] = None  # one device's peak FLOP/s (peak_flops.py): train/mfu's denominator
+    # the one-shot prune's calibration record (oneshot_start.py), this launch's or the checkpoint's; None without
+    oneshot: Optional[Dict[str, Any]] = None
+    oneshot_ran: bool = False  # the prune ran in this launch (a resumed run never runs it again)
 
 
 def build_run_parts(
@@ -55,6 +59,7 @@ def build_run_parts(
     from pgfsparse.flops.counter import FlopCounter
     from pgfsparse.flops.peak import peak_flops
     from pgfsparse.models.start_weights import is_run_checkpoint, load_start_weights
+    from pgfsparse.run.oneshot_start import charge, prune_start
 
     seed_everything(cfg.seed)
     data = task.build_data()
@@ -62,16 +67,24 @@ def build_run_parts(
     model = task.build_model(data)
     if resumed is None and cfg.model.checkpoint is not None and is_run_checkpoint(cfg.model.checkpoint):
         load_start_weights(model, cfg.model.checkpoint)  # a pgf-train run's (strict) weights, any family
+    model = model.to(device)
+    oneshot = resumed.get("oneshot") if resumed is not None else None  # a resumed run keeps its pruned weights
+    oneshot_ran = resumed is None and spec.oneshot != "none"
+    if oneshot_ran:
+        oneshot = prune_start(model, cfg, spec, task, data, device)
     # The sparsifier needs the run's length, but a FLOP budget's length needs the FLOP counter, which
     # counts the sparse layers: it is built with a placeholder length and given the real one below.
     sparsifier = sparsify_model(model, cfg, spec)
-    model = model.to(device)
     examples_per_step = cfg.data.batch_size * process.world_size * cfg.optim.accumulate
     args, kwargs = task.example_inputs(data, device)
     flops = FlopCounter(model, args, kwargs, sparsifier=sparsifier, examples_per_step=examples_per_step)
+    if oneshot is not None:
+        if oneshot["flops"] is None:
+            oneshot["flops"] = charge(oneshot, flops)
+        flops.before_training = oneshot["flops"]
     train_examples = task.train_examples(data)
     total_steps = steps_from_budget(cfg, spec, flops, train_examples, process.world_size)
-    sparsifier.set_total_steps(total_steps)  # the FLOP counter reads the new schedule
+    sparsifier.set_total_steps(max(total_steps, 1))  # the FLOP counter reads the new schedule (0: a one-shot eval)
     optimizer = create_optimizer_v2(
         model, opt=cfg.optim.name, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay, betas=tuple(cfg.optim.betas)
     )
@@ -109,6 +122,8 @@ def build_run_parts(
         wall_offset,
         run_id,
         peak_flops(device, cfg.precision, cfg.peak_flops),
+        oneshot,
+        oneshot_ran,
     )
 
 
@@ -154,7 +169,7 @@ def steps_from_budget(cfg: TrainConfig, spec: RunSpec, flops, train_examples: Op
     """Optimizer steps of the run: budget.steps, or the steps of budget.epochs or budget.train_flops."""
     kind, value = spec.budget
     if kind == "steps":
-        return int(value)
+        return int(value)  # 0: a one-shot model evaluated untrained
     if kind == "epochs":
         from pgfsparse.data import steps_per_epoch
 

@@ -164,7 +164,8 @@ class Recorder:
         return [
             f"model:{spec.model}",
             f"sparsity:{spec.sparsity}",
-            f"recipe:{spec.recipe.name}",
+            f"recipe:{spec.recipe_label}",
+            *([f"oneshot:{spec.oneshot}"] if spec.oneshot != "none" else []),
             f"seed:{self.cfg.seed}",
             *self.cfg.logger.tags,
         ]
@@ -201,8 +202,10 @@ class Recorder:
             data_source=getattr(parts.data, "source", None),
             sparsity=spec.sparsity,
             patterns={loc: str(p) for loc, p in spec.patterns.items()},
-            recipe=spec.recipe.name,
+            recipe=spec.recipe_label,
             recipe_knobs=spec.recipe.knobs(),
+            oneshot=spec.oneshot,
+            oneshot_calibration=parts.oneshot,
             seed=cfg.seed,
             steps=parts.total_steps,
             examples_per_step=parts.examples_per_step,

@@ -8,6 +8,7 @@ knows nothing about images or text.
     loop:   per optimizer step: sparsifier.step(step); micro-batch forward/backward;
             clip; optimizer and LR step; divergence check; periodic eval / checkpoint.
             The Recorder (recorder.py) writes metrics.jsonl, W&B and summary.json
+    start:  a one-shot prune (oneshot=...) ran in parts.py: a checkpoint at step 0 keeps it
     end:    final checkpoint; then eval as trained and strict N:M, lm-eval-harness tasks on the strict
             model (eval.lm_eval) and summary.json (a failure there leaves a resumable run: resuming
             redoes only the end)
@@ -82,6 +83,8 @@ class Trainer:
             )
             if on_start is not None:
                 on_start()
+            if parts.oneshot_ran and parts.total_steps > 0:  # a kill from here on resumes without recalibrating
+                self._save(0, 0.0)
             start = self.resumed_from = parts.start_step
             if 0 < start < parts.total_steps and self.process.is_main:
                 print(f"pgf-train: resuming {self.run_dir} from step {start} of {parts.total_steps}", file=sys.stderr)
@@ -196,6 +199,7 @@ class Trainer:
                 "train_flops": parts.flops.cumulative_train_flops(step),
                 "wall_seconds": wall,
                 "run_id": parts.run_id,
+                "oneshot": parts.oneshot,
                 "config": recorded_config(self.cfg),
             },
         )

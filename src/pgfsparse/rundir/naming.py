@@ -1,6 +1,7 @@
 """Names of runs and sweeps: one rule, used for run folders, W&B run names and sweep folders.
 
     run:    vit-n1m32-mdgf_exp-s0              model, sparsity slug, canonical recipe, seed
+            gpt2-n2m4-srste-s0-oneshot=wanda   + the one-shot method that pruned the start, if any
             vit-n1m32-mdgf_exp-s0-depth=3      + each other key the sweep varies
     sweep:  recipe=srste,mdgf_exp__sparsity=n1m16,n1m32   the command's overrides, sorted (last key part)
 
@@ -19,7 +20,7 @@ from pgfsparse.sparsity.recipes import canonical_recipe_name
 
 # Overrides that name a point's identity already (in the base name), or that change
 # where and how fast it runs but not its result: they never enter a name.
-_IN_BASE_NAME = ("model", "sparsity", "recipe", "recipe.name", "seed")
+_IN_BASE_NAME = ("model", "sparsity", "recipe", "recipe.name", "seed", "oneshot", "oneshot.method")
 _NOT_RESULTS = (
     "hydra",
     "sweep",
@@ -58,9 +59,18 @@ def slug(text: str) -> str:
     return "_".join(out)
 
 
-def run_name(model: str, patterns: Dict[str, NM], recipe: str, seed: int, extra: Sequence[Tuple[str, str]] = ()) -> str:
-    """'vit-n1m32-mdgf_exp-s0', plus '-<key>=<value>' for each (dotted key, value) in `extra`."""
+def run_name(
+    model: str,
+    patterns: Dict[str, NM],
+    recipe: str,
+    seed: int,
+    extra: Sequence[Tuple[str, str]] = (),
+    oneshot: str = "none",
+) -> str:
+    """'vit-n1m32-mdgf_exp-s0', '-oneshot=<method>' unless `oneshot` is none, then '-<key>=<value>' per `extra`."""
     name = base_run_name(model, describe_sparsity(patterns), recipe, seed)
+    if oneshot not in (None, "none"):
+        name += f"-oneshot={oneshot}"
     for key, value in extra:
         name += f"-{key.rsplit('.', 1)[-1]}={_safe(value)}"
     return name
@@ -105,12 +115,12 @@ def naming_overrides(overrides: Iterable[str], varying: Iterable[str]) -> List[T
 
 _RUN_NAME = re.compile(
     r"^(?P<model>[^-]+)-(?P<slug>dense|n\d+m\d+|[a-z_]+-n\d+m\d+(?:_[a-z_]+-n\d+m\d+)*)"
-    r"-(?P<recipe>[a-z0-9_]+)-s(?P<seed>\d+)(?:-(?P<variant>.+))?$"
+    r"-(?P<recipe>[a-z0-9_]+)-s(?P<seed>\d+)(?:-oneshot=(?P<oneshot>[a-z0-9_]+))?(?:-(?P<variant>.+))?$"
 )
 
 
 def parse_run_name(name: str) -> Optional[Dict[str, Any]]:
-    """Inverse of `run_name`: {'model', 'sparsity', 'recipe', 'seed', 'variant'}, None if not a run name.
+    """Inverse of `run_name`: {'model', 'sparsity', 'recipe', 'seed', 'oneshot', 'variant'}, None if not one.
 
     Anything after the seed names the other keys a sweep varies ('depth=3') and is the `variant`.
     """
@@ -122,6 +132,7 @@ def parse_run_name(name: str) -> Optional[Dict[str, Any]]:
         "sparsity": unslug(match["slug"]),
         "recipe": match["recipe"],
         "seed": int(match["seed"]),
+        "oneshot": match["oneshot"] or "none",
         "variant": match["variant"] or "",
     }
 

@@ -84,7 +84,7 @@ class RunSummary(_JsonRecord):
     run_name: Optional[str] = None
     model: Optional[str] = None
     sparsity: Optional[str] = None
-    recipe: Optional[str] = None
+    recipe: Optional[str] = None  # "none" for a one-shot model evaluated untrained (budget.steps=0)
     seed: Optional[int] = None
     steps: Optional[int] = None
     train_flops: Optional[float] = None
@@ -106,6 +106,9 @@ class RunSummary(_JsonRecord):
     data_source: Optional[str] = None
     patterns: Dict[str, str] = field(default_factory=dict)
     recipe_knobs: Dict[str, Any] = field(default_factory=dict)
+    oneshot: Optional[str] = None  # the one-shot method that pruned the start (magnitude | wanda | sparsegpt | none)
+    # its calibration: samples, forwards, forward_equivalents, flops (charged to train_flops), seconds
+    oneshot_calibration: Optional[Dict[str, Any]] = None
     examples_per_step: Optional[int] = None
     train_flops_per_s: Optional[float] = None
     mfu: Optional[float] = None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Iterable, Iterator, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -50,6 +50,35 @@ class Task:
             data.eval, self.cfg.data.eval_batch_size, num_workers=self.cfg.data.num_workers, collate_fn=self.collator()
         )
 
+    def calibration_batches(self, data: Any, samples: int, seed: int) -> List[Any]:
+        """`samples` training examples for a one-shot prune, in batches of at most data.batch_size (CPU).
+
+        A split of known size gives a seeded random draw without replacement (the same for every run of the seed);
+        a streamed one its first examples. The draw has its own generator; a dataset's augmentations use the global
+        RNG, which the caller forks (`pgfsparse.run.oneshot_start`).
+        """
+        from torch.utils.data import default_collate
+
+        from pgfsparse.errors import ConfigError
+
+        size = self.cfg.data.batch_size
+        count = self.train_examples(data)
+        if count is None:  # streamed: the stream's first batches, the last one cut to `samples`
+            batches, stream, left = [], self.train_batches(data, start_micro_step=0, rank=0, world_size=1), samples
+            while left > 0:
+                batch = _first(next(stream), left)
+                batches.append(batch)
+                left -= self.batch_size(batch)
+            return batches
+        if samples > count:
+            raise ConfigError(
+                f"oneshot.samples={samples} exceeds the {count} examples of data={self.cfg.data.name}'s training "
+                f"split: lower oneshot.samples (e.g. {count})"
+            )
+        order = torch.randperm(count, generator=torch.Generator().manual_seed(seed))[:samples].tolist()
+        collate = self.collator() or default_collate
+        return [collate([data.train[i] for i in order[start : start + size]]) for start in range(0, samples, size)]
+
     def train_examples(self, data: Any) -> Optional[int]:
         """Size of the training split (for epoch budgets); None when streamed."""
         raise NotImplementedError
@@ -84,3 +113,14 @@ class Task:
     def headline_extra(self, summary: Dict[str, Any]) -> str:
         """What the task adds after the strict value in its headline ('' here)."""
         return ""
+
+
+def _first(batch: Any, count: int) -> Any:
+    """The first `count` examples of a collated batch: tensors (in lists, tuples or dicts) cut along dim 0."""
+    if torch.is_tensor(batch):
+        return batch[:count]
+    if isinstance(batch, dict):
+        return {key: _first(value, count) for key, value in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_first(item, count) for item in batch)
+    return batch

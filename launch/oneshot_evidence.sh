@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# EVIDENCE_UNTIL="<date time>" bash launch/oneshot_evidence.sh start     (then: bash launch/oneshot_evidence.sh collect)
+#
 # The prune-then-recover comparison of docs/one-shot.md (issue 24), point by point, resumable, like
 # launch/evidence.sh: one thread per training, lowest priority, two workers sharing the list through
 # pgf-train's run lock, finished points skipped, a cut-off point resumed from its last checkpoint.
@@ -21,7 +23,7 @@
 #   4. SR-STE from SparseGPT at 1:8 given MDGF-Exp's training FLOPs there, seeds 0 and 1
 set -uo pipefail
 export PGF_DATA_DIR="${PGF_DATA_DIR:-../shared/data}" HF_HUB_OFFLINE=1
-PIN=${PIN:-PINNED}
+PIN=${PIN:-e82f2a4}
 WORKTREE=../evidence-lm
 # sweep -> its folder under results/shakespeare_oneshot/
 declare -A FOLDER=([shakespeare_gpt]=dense [shakespeare_oneshot]=oneshot [shakespeare_recover]=recover

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import build_vit
-from test_causal_lm import SAMPLES, write_corpus
-from test_cli import TINY_VIT, _interrupt_after, train, without_wall_time
 
 import pgfsparse.oneshot as oneshot_package
+from conftest import build_vit
 from pgfsparse.oneshot import prune_model
 from pgfsparse.sparsity import sparsify
+from test_causal_lm import SAMPLES, write_corpus
+from test_cli import TINY_VIT, _interrupt_after, train, without_wall_time
 
 pytest.importorskip("hydra")
 
@@ -43,7 +43,7 @@ def ff_weights(checkpoint: Path) -> dict:
 
 
 @pytest.mark.parametrize("method, pattern", [("sparsegpt", "2:4"), ("wanda", "1:8"), ("magnitude", "1:4")])
-def test_zero_steps_evaluates_the_pruned_start_and_checkpoints_exact_nm_weights(method, pattern, tmp_path):
+def test_zero_steps_evaluates_the_pruned_start_and_checkpoints_exact_nm_weights(method, pattern, tmp_path, capsys):
     n, m = map(int, pattern.split(":"))
     run = tmp_path / "run"
     summary = train(run, *gpt2_corpus(tmp_path), f"sparsity={pattern}", f"oneshot={method}", "budget.steps=0",
@@ -65,11 +65,15 @@ def test_zero_steps_evaluates_the_pruned_start_and_checkpoints_exact_nm_weights(
         assert calibration["samples"] == 6 and calibration["examples_per_forward"] == 3
         assert calibration["forwards"] == 1 + 2 * 2  # the order pass, then 2 batches for each of 2 blocks
         assert calibration["flops"] > 0
+    if method == "sparsegpt":  # the zero-step run exports like any other
+        from pgfsparse.cli.pgf_export import main
+
+        assert main([str(run), "--format", "hf", "--check"]) == 0
+        assert "check passed" in capsys.readouterr().out
 
 
 def test_the_calibration_is_charged_at_the_dense_forward_flops_and_a_flop_budget_includes_it(tmp_path):
     from torch.utils.flop_counter import FlopCounterMode
-
     from transformers import GPT2Config, GPT2LMHeadModel
 
     from pgfsparse.data.text import lm_tokenizer

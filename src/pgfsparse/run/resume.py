@@ -28,7 +28,7 @@ from pgfsparse.rundir.layout import CHECKPOINT, RunDir
 from pgfsparse.sparsity import make_recipe
 
 # Keys whose change makes a checkpoint unusable for resuming (the rest may differ).
-RESUME_KEYS = ("model", "sparsity", "recipe", "budget", "data", "optim", "schedule", "seed", "precision")
+RESUME_KEYS = ("model", "sparsity", "recipe", "oneshot", "budget", "data", "optim", "schedule", "seed", "precision")
 
 
 def saved_overrides(run_dir: Path) -> List[str]:

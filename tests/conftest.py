@@ -69,6 +69,34 @@ def build_t5(seed: int = SEED, gated: bool = False):
     return T5ForConditionalGeneration(config).eval()
 
 
+def build_gpt2(seed: int = SEED, **overrides):
+    """HF GPT-2 from a config: 2 blocks, width 32, 2 heads, 16 positions, 50 tokens, no dropout (eval mode).
+
+    Per block (Conv1D weights, stored (in, out)): attn.c_attn (32, 96), attn.c_proj (32, 32), mlp.c_fc (32, 128),
+    mlp.c_proj (128, 32); lm_head Linear (50, 32). `overrides`: any GPT2Config field.
+    """
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    seed_everything(seed)
+    config = dict(n_layer=2, n_head=2, n_embd=32, n_positions=16, vocab_size=50, bos_token_id=0, eos_token_id=0)
+    config.update(resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+    return GPT2LMHeadModel(GPT2Config(**{**config, **overrides})).eval()
+
+
+def build_llama(seed: int = SEED, **overrides):
+    """HF Llama from a config: 2 layers, width 32, 4 query heads of 8 sharing 2 K/V heads, 50 tokens (eval mode).
+
+    Per layer (out, in): q_proj (32, 32), k_proj and v_proj (16, 32), o_proj (32, 32), gate_proj and up_proj
+    (64, 32), down_proj (32, 64). `overrides`: any LlamaConfig field.
+    """
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    seed_everything(seed)
+    config = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4)
+    config.update(num_key_value_heads=2, vocab_size=50, bos_token_id=0, eos_token_id=0)
+    return LlamaForCausalLM(LlamaConfig(**{**config, **overrides})).eval()
+
+
 @pytest.fixture
 def tiny_vit():
     return build_vit()

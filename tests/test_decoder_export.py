@@ -15,6 +15,7 @@ import pytest
 import torch
 
 import pgfsparse
+from conftest import build_gpt2, build_llama
 from pgfsparse.export import NMLinear, builder_for, export_compressed, load_compressed
 from pgfsparse.export import format as fmt
 from pgfsparse.export.compress import SegmentSpec
@@ -24,33 +25,6 @@ pytest.importorskip("transformers")
 
 PATTERNS = {"ff": "1:4", "qkv": "2:4"}
 VOCAB, SEQ = 50, 12
-
-
-def build_gpt2():
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    torch.manual_seed(0)
-    config = GPT2Config(
-        n_layer=2, n_head=2, n_embd=32, n_positions=16, vocab_size=VOCAB, bos_token_id=0, eos_token_id=0
-    )
-    return GPT2LMHeadModel(config)
-
-
-def build_llama():
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        vocab_size=VOCAB,
-        bos_token_id=0,
-        eos_token_id=0,
-    )
-    return LlamaForCausalLM(config)
 
 
 BUILDERS = {"gpt2": build_gpt2, "llama": build_llama}

@@ -13,46 +13,11 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import pgfsparse
+from conftest import build_gpt2, build_llama
 from pgfsparse.flops.counter import FlopCounter, measure_forward_flops, steps_for_flop_budget
 
 TOKENS = 8  # one sequence of 8 token ids
 WIDTH, VOCAB = 32, 50
-
-
-def build_gpt2(**overrides):
-    """GPT-2: 2 blocks, width 32, 2 heads; per block c_attn Conv1D(32 -> 96), attn.c_proj (32 -> 32),
-    mlp.c_fc (32 -> 128), mlp.c_proj (128 -> 32); lm_head Linear(32 -> 50)."""
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    torch.manual_seed(0)
-    config = GPT2Config(
-        n_layer=2,
-        n_head=2,
-        n_embd=WIDTH,
-        n_positions=16,
-        vocab_size=VOCAB,
-        bos_token_id=0,
-        eos_token_id=0,
-        **overrides,
-    )
-    return GPT2LMHeadModel(config).eval()
-
-
-def build_llama():
-    """Llama: 2 layers, width 32, 4 query heads of 8 sharing 2 K/V heads; per layer q_proj (32 -> 32),
-    k_proj and v_proj (32 -> 16), o_proj (32 -> 32), gate_proj and up_proj (32 -> 64), down_proj (64 -> 32)."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        hidden_size=WIDTH,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        vocab_size=VOCAB,
-    )
-    return LlamaForCausalLM(config).eval()
 
 
 BUILDERS = {"gpt2": build_gpt2, "llama": build_llama}

@@ -13,30 +13,13 @@ import torch
 from torch.nn.utils import parametrize
 
 import pgfsparse
+from conftest import build_gpt2, build_llama
 from pgfsparse.sparsity.targets import detect_family
 
 # Tiny models: hidden 32, 2 blocks. GPT-2: c_attn (32, 96) stored (in, out), attn.c_proj (32, 32),
 # mlp.c_fc (32, 128), mlp.c_proj (128, 32). Llama: q_proj (32, 32), k_proj/v_proj (16, 32) (2 KV heads
 # of 8 for 4 query heads), o_proj (32, 32), gate/up_proj (64, 32), down_proj (32, 64); all (out, in).
 HIDDEN = 32
-
-
-def build_gpt2(seed: int = 0, **overrides):
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    torch.manual_seed(seed)
-    config = dict(n_layer=2, n_head=2, n_embd=HIDDEN, n_positions=16, vocab_size=50, bos_token_id=0, eos_token_id=0)
-    config.update(resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, **overrides)
-    return GPT2LMHeadModel(GPT2Config(**config)).eval()
-
-
-def build_llama(seed: int = 0, **overrides):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(seed)
-    config = dict(hidden_size=HIDDEN, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4)
-    config.update(num_key_value_heads=2, vocab_size=50, bos_token_id=0, eos_token_id=0, **overrides)
-    return LlamaForCausalLM(LlamaConfig(**config)).eval()
 
 
 BUILDERS = {"gpt2": build_gpt2, "llama": build_llama}

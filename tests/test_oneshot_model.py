@@ -13,6 +13,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import build_gpt2, build_llama
 from pgfsparse.oneshot import block_key, prune_model, sparsegpt_nm, wanda_nm
 from pgfsparse.sparsity.masked_weight import output_dim
 from pgfsparse.sparsity.masks import nm_mask
@@ -182,22 +183,10 @@ def build(family: str):
             {"input_ids": tokens.flip(0)[:, :6], "decoder_input_ids": tokens[:, 2:]},
         ]
     elif family == "gpt2":
-        from transformers import GPT2Config, GPT2LMHeadModel
-
-        model = GPT2LMHeadModel(GPT2Config(n_layer=2, n_head=2, n_embd=32, n_positions=16, vocab_size=50))
+        model = build_gpt2()
         batches = [tokens, tokens.flip(1)]
     else:
-        from transformers import LlamaConfig, LlamaForCausalLM
-
-        config = LlamaConfig(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            vocab_size=50,
-        )
-        model = LlamaForCausalLM(config)
+        model = build_llama()
         batches = [tokens, tokens.flip(1)]
     return model.eval(), batches
 

@@ -21,13 +21,11 @@ from torch import nn
 from pgfsparse.config.schema import DECODER_FAMILIES, ModelConfig
 from pgfsparse.errors import ConfigError, first_line
 from pgfsparse.models.hugging_face import config_from_kwargs, pretrained_source, unloadable
+from pgfsparse.sparsity.targets import LLAMA_LAYOUT
 
 __all__ = ["ATTENTION", "LLAMA_LAYOUT", "build_causal_lm", "check_block_size", "pretrained_source", "scratch_config"]
 
 ATTENTION = "sdpa"  # the attention implementation runs use (see the module docstring)
-# Hugging Face `model_type`s of checkpoints model=llama loads: Llama's module names and shapes
-# (Qwen2 adds Q/K/V biases, Qwen3 per-head Q/K norms; the projections are the same)
-LLAMA_LAYOUT = ("llama", "mistral", "qwen2", "qwen3")
 MODEL_TYPES: Dict[str, Tuple[str, ...]] = {"gpt2": ("gpt2",), "llama": LLAMA_LAYOUT}
 CONTEXT_KEY = {"gpt2": "n_positions", "llama": "max_position_embeddings"}  # the context length's config field
 

@@ -101,9 +101,13 @@ LAYER_MAPS: Dict[str, Dict[str, List[Rule]]] = {
     },
 }
 
-# Hugging Face classes with the Llama layout. Exact families only: MoE and multimodal
-# relatives (Qwen2Moe, Qwen2VL, Llama4, Mixtral...) nest their layers differently.
-_LLAMA_CLASS = re.compile(r"(Llama|Mistral|Qwen2|Qwen3)(Model|PreTrainedModel|For[A-Za-z]+)")
+# Hugging Face families with the Llama layout, by `model_type` (model=llama loads their checkpoints): Llama's
+# module names and shapes (Qwen2 adds Q/K/V biases, Qwen3 per-head Q/K norms; the projections are the same).
+# Exact families only: MoE and multimodal relatives (Qwen2Moe, Qwen2VL, Llama4, Mixtral...) nest layers differently.
+LLAMA_LAYOUT = ("llama", "mistral", "qwen2", "qwen3")
+_LLAMA_CLASS = re.compile(
+    "(" + "|".join(family.capitalize() for family in LLAMA_LAYOUT) + r")(Model|PreTrainedModel|For[A-Za-z]+)"
+)
 _GPT2_CLASS = re.compile(r"GPT2(Model|PreTrainedModel|LMHeadModel|DoubleHeadsModel|For[A-Za-z]+)")
 
 

@@ -333,6 +333,15 @@ def _group_blocks(ordered: List[Match], block_of: Callable[[str], str]) -> List[
     return blocks
 
 
+def _progress(blocks: List[List[Match]], method: str, shown: bool) -> Iterable[List[Match]]:
+    """The blocks, under a progress bar when `shown` (a large model's calibration takes minutes)."""
+    if not shown:
+        return blocks
+    from tqdm.auto import tqdm
+
+    return tqdm(blocks, desc=f"oneshot {method}", unit="block", dynamic_ncols=True)
+
+
 def prune_model(
     model: nn.Module,
     pattern: Any,
@@ -346,6 +355,7 @@ def prune_model(
     damp: float = 0.01,
     block_of: Callable[[str], str] = block_key,
     allow_skip: bool = False,
+    progress: bool = False,
 ) -> OneShotReport:
     """Prune the plain (unmasked) `model` in place to N:M at every sparse location with one one-shot method.
 
@@ -356,7 +366,7 @@ def prune_model(
     (default: ``model(**batch)`` for a dict, else ``model(batch)``); they must already be on the model's device.
     Runs under no_grad in eval mode and restores every module's train/eval mode after. Pruned weights are exactly 0.
     `allow_skip` leaves a layer whose inputs M does not divide dense (listed in the report's `skipped`), as
-    `pgfsparse.sparsify(..., allow_skip=True)` does, instead of refusing.
+    `pgfsparse.sparsify(..., allow_skip=True)` does, instead of refusing. `progress` shows a bar over the blocks.
     """
     _check_arguments(method, blocksize, damp)
     patterns = resolve_patterns(pattern, targets)
@@ -383,7 +393,7 @@ def prune_model(
     try:
         with torch.no_grad():
             blocks = _group_blocks(calibrator.order(matches), block_of)
-            for index, block in enumerate(blocks):
+            for index, block in enumerate(_progress(blocks, method, progress)):
                 earlier = [m for done in blocks[:index] for m in done]
                 later = [m for rest in blocks[index + 1 :] for m in rest]
                 stats = calibrator.statistics(block, earlier, later, hessian=method == "sparsegpt")

@@ -26,7 +26,9 @@ from pgfsparse.config.spec import RunSpec
 from pgfsparse.errors import ConfigError
 
 
-def prune_start(model: torch.nn.Module, cfg: TrainConfig, spec: RunSpec, task, data, device) -> Dict[str, Any]:
+def prune_start(
+    model: torch.nn.Module, cfg: TrainConfig, spec: RunSpec, task, data, device, progress: bool = True
+) -> Dict[str, Any]:
     """Prune `model` (plain, on `device`) in place with the run's one-shot method; returns the calibration record.
 
     The record's `flops` is filled in by `charge` once the FLOP counter exists.
@@ -50,6 +52,7 @@ def prune_start(model: torch.nn.Module, cfg: TrainConfig, spec: RunSpec, task, d
             blocksize=settings.blocksize,
             damp=settings.damp,
             allow_skip=cfg.sparsity.allow_skip,
+            progress=progress,
         )
     except ValueError as error:  # a layer or pattern the method refuses: before any step
         raise ConfigError(f"oneshot={method}: {error}") from None

@@ -71,7 +71,7 @@ def build_run_parts(
     oneshot = resumed.get("oneshot") if resumed is not None else None  # a resumed run keeps its pruned weights
     oneshot_ran = resumed is None and spec.oneshot != "none"
     if oneshot_ran:
-        oneshot = prune_start(model, cfg, spec, task, data, device)
+        oneshot = prune_start(model, cfg, spec, task, data, device, progress=process.is_main)
     # The sparsifier needs the run's length, but a FLOP budget's length needs the FLOP counter, which
     # counts the sparse layers: it is built with a placeholder length and given the real one below.
     sparsifier = sparsify_model(model, cfg, spec)

@@ -23,7 +23,7 @@
 #   4. SR-STE from SparseGPT at 1:8 given MDGF-Exp's training FLOPs there, seeds 0 and 1
 set -uo pipefail
 export PGF_DATA_DIR="${PGF_DATA_DIR:-../shared/data}" HF_HUB_OFFLINE=1
-PIN=${PIN:-5dba6cb}
+PIN=${PIN:-93c83e8}
 WORKTREE=../evidence-lm
 # sweep -> its folder under results/shakespeare_oneshot/
 declare -A FOLDER=([shakespeare_gpt]=dense [shakespeare_oneshot]=oneshot [shakespeare_recover]=recover

@@ -216,6 +216,18 @@ class EvalConfig:
     lm_eval: LmEvalConfig = field(default_factory=LmEvalConfig)
 
 
+DISTRIBUTED_STRATEGIES = ("ddp", "fsdp")  # distributed.strategy values
+
+
+@dataclass
+class DistributedConfig:
+    """How the processes of one run (torchrun, srun, the SLURM launcher) share the model."""
+
+    # ddp: every process holds the whole model and optimizer | fsdp: FSDP2 (fully_shard per transformer block,
+    # then the model): parameters, gradients and optimizer state sharded across processes
+    strategy: str = "ddp"
+
+
 @dataclass
 class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -228,6 +240,7 @@ class TrainConfig:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
     precision: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | fp32 | bf16 | fp16

@@ -13,6 +13,7 @@ from typing import Any, Callable, Dict, List, NamedTuple, Optional, cast
 from pgfsparse.config.schema import (
     DATA_KINDS,
     DECODER_FAMILIES,
+    DISTRIBUTED_STRATEGIES,
     ONESHOT_METHODS,
     TEXT_FAMILIES,
     VISION_FAMILIES,
@@ -301,6 +302,12 @@ def check(cfg: TrainConfig, model: Optional[str] = None, name: Optional[str] = N
     mode = cfg.logger.mode
     if mode is not None and mode not in ("online", "offline", "disabled"):
         raise ConfigError(f"logger.mode={mode!r}: choose online, offline or disabled")
+    if cfg.distributed.strategy not in DISTRIBUTED_STRATEGIES:
+        raise ConfigError(
+            f"distributed.strategy={cfg.distributed.strategy!r}: choose {' or '.join(DISTRIBUTED_STRATEGIES)}"
+        )
+    if cfg.distributed.strategy == "fsdp":  # until FSDP2 lands (issue 27)
+        raise ConfigError("distributed.strategy=fsdp is not available yet: use distributed.strategy=ddp")
     check_mlflow(cfg.logger)
     check_files(cfg)
     # last: with lm-eval's built-in task names it scans lm-eval's task index (seconds), which the run's end reuses

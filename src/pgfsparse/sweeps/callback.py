@@ -6,6 +6,7 @@ end it prints one line per state, names the failed points and exits with their h
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import sys
@@ -33,6 +34,40 @@ else:
     _CallbackBase = _callback_base()
 
 
+class QuietSacct(logging.Filter):
+    """Keeps the first of submitit's `Bypassing sacct error` warnings, with why, and drops the repeats.
+
+    submitit asks `sacct` for its jobs' states (after 2, 4, 8, ... s, then every 10 min). On a
+    cluster without accounting (AccountingStorageType=accounting_storage/none, as the one of
+    launch/local_slurm.sh) every call fails and is logged three times; submitit then goes by each
+    job's result file, which is all a sweep needs.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "Bypassing sacct error" not in message:
+            return True
+        if self.seen:
+            return False
+        self.seen = True
+        record.msg, record.args = f"{message} (pgf-train: further sacct errors are not shown)", ()
+        return True
+
+
+def quiet_sacct() -> None:
+    """QuietSacct on submitit's logger, once (its own logging config keeps a logger's filters), reset per launch."""
+    logger = logging.getLogger("submitit")
+    for installed in logger.filters:
+        if isinstance(installed, QuietSacct):
+            installed.seen = False
+            return
+    logger.addFilter(QuietSacct())
+
+
 class SweepCallback(_CallbackBase):
     """Writes sweep.json when a multirun starts; at its end prints a summary and exits non-zero on failures."""
 
@@ -40,6 +75,7 @@ class SweepCallback(_CallbackBase):
         from hydra.core.override_parser.overrides_parser import OverridesParser
 
         self.started = now()
+        quiet_sacct()  # hydra/launcher=slurm on a cluster without accounting
         sweep_dir = Path(str(config.hydra.sweep.dir))
         try:
             sweep_dir.mkdir(parents=True, exist_ok=True)

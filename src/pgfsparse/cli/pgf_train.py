@@ -67,6 +67,9 @@ def main() -> None:
     rank = int(os.environ.get("RANK", "0"))
     multirun = bool({"-m", "--multirun"} & set(sys.argv))
     if rank > 0 and not multirun:
+        # resume=DIR alone: the run's own overrides come first here too (rank 0's guard adds them below)
+        own = [o for o in RunDirGuard(sys.argv[1:]).overrides() if not o.startswith("hydra.")]
+        added = own + added
         added += [f"hydra.run.dir={tempfile.mkdtemp(prefix=f'pgf-rank{rank}-')}", "hydra.output_subdir=null"]
     elif not multirun:
         _LAUNCH.guard = RunDirGuard(sys.argv[1:])
@@ -184,9 +187,11 @@ def train(cfg: DictConfig) -> Optional[float]:
         import torch
 
         torch.set_num_threads(_threads(train_cfg.threads, hydra_cfg))
-        if not is_main_rank:  # ranks > 0: rank 0 holds the lock and writes every record
-            return Trainer(train_cfg, run_dir, choices=dict(hydra_cfg.runtime.choices)).fit()["eval_value"]
         settings = hashlib.sha1(json.dumps(resume_settings(train_cfg), sort_keys=True).encode()).hexdigest()
+        if not is_main_rank:  # ranks > 0: rank 0 holds the lock and writes every record
+            if point.is_finished(settings):  # rank 0 skips it (below): no process group would ever form
+                return None
+            return Trainer(train_cfg, run_dir, choices=dict(hydra_cfg.runtime.choices)).fit()["eval_value"]
         if point.is_finished(settings):
             print(
                 f"pgf-train: {run_dir} already finished: skipped (delete its {SUMMARY} to train again)", file=sys.stderr

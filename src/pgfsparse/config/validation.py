@@ -306,8 +306,6 @@ def check(cfg: TrainConfig, model: Optional[str] = None, name: Optional[str] = N
         raise ConfigError(
             f"distributed.strategy={cfg.distributed.strategy!r}: choose {' or '.join(DISTRIBUTED_STRATEGIES)}"
         )
-    if cfg.distributed.strategy == "fsdp":  # until FSDP2 lands (issue 27)
-        raise ConfigError("distributed.strategy=fsdp is not available yet: use distributed.strategy=ddp")
     check_mlflow(cfg.logger)
     check_files(cfg)
     # last: with lm-eval's built-in task names it scans lm-eval's task index (seconds), which the run's end reuses

@@ -84,6 +84,8 @@ def run_lm_eval(
         )
     finally:
         set_rng_state(saved)
+    if results is None:  # lm-eval reports on LOCAL_RANK 0 only: a sharded run's other ranks ran the forwards
+        return {}
     return flat_metrics(results["results"])
 
 

@@ -6,6 +6,10 @@
 
 The order is also the order of random draws after seeding, so it fixes a run's numbers.
 compile=true wraps the model the loop calls in torch.compile once the sparsifier is attached.
+
+Across processes the model is wrapped in DDP after the optimizer is built; under
+distributed.strategy=fsdp it is sharded (FSDP2) before: the optimizer must hold the sharded
+parameters, and a checkpoint's full weights are loaded into the model before it is cut.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from pgfsparse.sparsity import Schedule, sparsify
 class RunParts:
     data: Any
     model: torch.nn.Module
-    ddp_model: torch.nn.Module  # what the loop calls: the model, wrapped in DDP across processes
+    ddp_model: torch.nn.Module  # what the loop calls: the model, wrapped in DDP across processes (fsdp: the model)
     sparsifier: Any
     flops: Any  # the FlopCounter
     train_examples: Optional[int]  # None for a streamed dataset
@@ -48,6 +52,7 @@ class RunParts:
     # the one-shot prune's calibration record (oneshot_start.py), this launch's or the checkpoint's; None without
     oneshot: Optional[Dict[str, Any]] = None
     oneshot_ran: bool = False  # the prune ran in this launch (a resumed run never runs it again)
+    sharded: bool = False  # FSDP2 across processes: the model's parameters, gradients and optimizer state are DTensors
 
 
 def build_run_parts(
@@ -85,18 +90,27 @@ def build_run_parts(
     train_examples = task.train_examples(data)
     total_steps = steps_from_budget(cfg, spec, flops, train_examples, process.world_size)
     sparsifier.set_total_steps(max(total_steps, 1))  # the FLOP counter reads the new schedule (0: a one-shot eval)
+    sharded = cfg.distributed.strategy == "fsdp" and process.distributed
+    if sharded:  # FSDP2: the whole weights go in before the model is cut, and the optimizer takes its shards
+        if resumed is not None:
+            model.load_state_dict(resumed["model"])
+        ddp_model = distributed.wrap(model, process, device, "fsdp")
     optimizer = create_optimizer_v2(
         model, opt=cfg.optim.name, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay, betas=tuple(cfg.optim.betas)
     )
     lr_schedule = build_lr_schedule(cfg, optimizer, total_steps)
     scaler = torch.amp.GradScaler(enabled=cfg.precision == "fp16" and device.type == "cuda")
-    ddp_model = distributed.wrap(model, process, device)
+    if not sharded:
+        ddp_model = distributed.wrap(model, process, device)
     if cfg.compile:  # after the sparsifier: its parametrizations are traced into the graph
         ddp_model = compiled(ddp_model, device)
     start_step, wall_offset, run_id = 0, 0.0, uuid.uuid4().hex[:12]
     if resumed is not None:
-        model.load_state_dict(resumed["model"])
-        optimizer.load_state_dict(resumed["optimizer"])
+        if sharded:  # a checkpoint holds the whole state (any number of processes wrote it)
+            optimizer.load_state_dict(distributed.shard_optimizer_state(resumed["optimizer"], optimizer))
+        else:
+            model.load_state_dict(resumed["model"])
+            optimizer.load_state_dict(resumed["optimizer"])
         lr_schedule.load_state_dict(resumed["scheduler"])
         if resumed.get("sparsifier") is not None:
             sparsifier.load_state_dict(resumed["sparsifier"])
@@ -124,6 +138,7 @@ def build_run_parts(
         peak_flops(device, cfg.precision, cfg.peak_flops),
         oneshot,
         oneshot_ran,
+        sharded,
     )
 
 

@@ -7,7 +7,9 @@ knows nothing about images or text.
             -> the loop; the process group and W&B are released whatever fails
     loop:   per optimizer step: sparsifier.step(step); micro-batch forward/backward;
             clip; optimizer and LR step; divergence check; periodic eval / checkpoint.
-            The Recorder (recorder.py) writes metrics.jsonl, W&B and summary.json
+            The Recorder (recorder.py) writes metrics.jsonl, W&B and summary.json.
+            Under FSDP2 (distributed.strategy=fsdp) every rank runs all of it, evaluation,
+            diagnostics and checkpoint gathering included (each is a collective); rank 0 writes
     start:  a one-shot prune (oneshot=...) ran in parts.py: a checkpoint at step 0 keeps it
     end:    final checkpoint; then eval as trained and strict N:M, lm-eval-harness tasks on the strict
             model (eval.lm_eval) and summary.json (a failure there leaves a resumable run: resuming
@@ -113,6 +115,9 @@ class Trainer:
                     for micro in range(accumulate):
                         batch = task.to_device(next(batches), device)
                         sync = micro == accumulate - 1 or not self.process.distributed
+                        if parts.sharded and accumulate > 1:  # FSDP2 reads the flag in the backward
+                            distributed.set_gradient_sync(parts.model, sync)
+                            sync = True
                         with contextlib.nullcontext() if sync else _no_sync(parts.ddp_model), parts.autocast():
                             loss = task.loss(parts.ddp_model, batch) / accumulate
                         parts.scaler.scale(loss).backward()
@@ -123,6 +128,8 @@ class Trainer:
                     grad_norm = torch.nn.utils.clip_grad_norm_(
                         parts.model.parameters(), cfg.optim.grad_clip or math.inf
                     )
+                    if parts.sharded:  # over DTensor gradients: a replicated DTensor, the same on every rank
+                        grad_norm = distributed.whole(grad_norm)
                     done = step + 1
                     recorder.diagnostics(done)  # before the optimizer step: they read the gradients
                     scale = parts.scaler.get_scale() if parts.scaler.is_enabled() else None
@@ -152,7 +159,8 @@ class Trainer:
             # resumes to redo only them.
             self._save(total, recorder.elapsed())
         final = self.evaluate()
-        if cfg.eval.lm_eval.tasks and self.process.is_main:  # lm-eval-harness on the strict N:M model
+        # lm-eval-harness on the strict N:M model: rank 0's; every rank's forwards under FSDP2 (they gather weights)
+        if cfg.eval.lm_eval.tasks and (self.process.is_main or parts.sharded):
             parts.model.eval()
             with parts.sparsifier.strict():
                 tokenizer = cast(Any, task).tokenizer  # the causal-LM task's (check_lm_eval: decoders only)
@@ -183,14 +191,20 @@ class Trainer:
         return self.task.evaluate(parts.model, self.task.eval_batches(parts.data), self.device, parts.autocast)
 
     def _save(self, step: int, wall: float) -> None:
+        """Rank 0 writes the checkpoint; under FSDP2 every rank first gathers the whole model and optimizer state."""
+        parts = self.parts
+        if parts.sharded:
+            model_state = distributed.full_model_state(parts.model, keep=self.process.is_main)
+            optimizer_state = distributed.full_optimizer_state(parts.optimizer, keep=self.process.is_main)
         if not self.process.is_main:
             return
-        parts = self.parts
+        if not parts.sharded:
+            model_state, optimizer_state = parts.model.state_dict(), parts.optimizer.state_dict()
         checkpoint.save(
             self.run_dir / CHECKPOINT,
             {
-                "model": parts.model.state_dict(),
-                "optimizer": parts.optimizer.state_dict(),
+                "model": model_state,
+                "optimizer": optimizer_state,
                 "scheduler": parts.lr_schedule.state_dict(),
                 "sparsifier": parts.sparsifier.state_dict() if parts.sparsifier.layers else None,
                 "scaler": parts.scaler.state_dict(),

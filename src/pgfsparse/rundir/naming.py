@@ -34,7 +34,8 @@ _NOT_RESULTS = (
     "data.num_workers",
     "peak_flops",
     "compile",
-)  # compile: same within float error
+    "distributed",
+)  # compile, distributed (ddp | fsdp): same within float error
 _MAX_NAME = 100
 
 

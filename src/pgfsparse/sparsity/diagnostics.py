@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Dict, Optional, Tuple
 
 import torch
 
-from pgfsparse.sparsity.masked_weight import latent_weight, weight_of
+from pgfsparse.sparsity.masked_weight import gathered, latent_weight
 
 if TYPE_CHECKING:  # pragma: no cover
     from pgfsparse.sparsity.sparsifier import Sparsifier
@@ -31,17 +31,21 @@ if TYPE_CHECKING:  # pragma: no cover
 def collect(
     sparsifier: "Sparsifier", previous_masks: Dict[str, torch.Tensor], optimizer: Optional[torch.optim.Optimizer] = None
 ) -> Tuple[Dict[str, float], Dict[str, torch.Tensor]]:
-    """(the diagnostics, the masks they saw): the caller keeps the masks for the next call's SAD."""
+    """(the diagnostics, the masks they saw): the caller keeps the masks for the next call's SAD.
+
+    FSDP2-sharded weights, gradients and Adam moments are gathered whole (`gathered`): every process
+    must call this at the same steps.
+    """
     out: Dict[str, float] = {}
     masks: Dict[str, torch.Tensor] = {}
     ff_grads, ff_second_moments = [], []
     for name, param in sparsifier.layers.items():
         module = sparsifier.model.get_submodule(name)
         latent = latent_weight(module)
-        grad = latent.grad
+        grad = None if latent.grad is None else gathered(latent.grad)
         mask = param.mask
         previous = previous_masks.get(name)
-        effective = weight_of(module)
+        effective = param(gathered(latent))  # W~: what `module.weight` reads (one parametrization)
         for seg in param.segments:
             key = name if len(param.segments) == 1 else f"{name}[{seg.location}]"
             block = param.index(seg)  # its output units, along the weight's out_dim
@@ -61,7 +65,7 @@ def collect(
                 ff_grads.append(grad.abs().flatten().float())
             state = optimizer.state.get(latent, {}) if optimizer is not None else {}
             if "exp_avg_sq" in state:
-                ff_second_moments.append(state["exp_avg_sq"].flatten().float())
+                ff_second_moments.append(gathered(state["exp_avg_sq"]).flatten().float())
     if ff_grads:
         out["ff/grad_abs_var"] = torch.cat(ff_grads).var().item()
     if ff_second_moments:

@@ -13,6 +13,12 @@ Output units are rows of an `nn.Linear` weight (out, in) but columns of a
 GPT-2 `Conv1D` weight (in, out): `MaskedWeight.out_dim` says which, segments
 index output units along it, and `layout` is the storage layout handed to
 `nm_mask`, so N:M groups still run along the input (reduction) dimension.
+
+Under FSDP2 (distributed.strategy=fsdp) the latent W is a DTensor sharded along dim 0
+between steps: a Conv1D's N:M groups (along dim 0) cross the shards. Masks are therefore
+always computed from the whole W (`gathered`: an all-gather every process makes, in the
+same order), and the buffers (mask, multiplier, penalty) stay whole on every process; in
+the forward FSDP2 hands the parametrization the unsharded W.
 """
 
 from __future__ import annotations
@@ -110,7 +116,12 @@ class MaskedWeight(nn.Module):
     # -- driven by the sparsifier ----------------------------------------------
     @torch.no_grad()
     def refresh_masks(self, weight: torch.Tensor, patterns: List[Optional[NM]]) -> None:
-        """Recompute the mask of every segment whose pattern is given (None = keep as is)."""
+        """Recompute the mask of every segment whose pattern is given (None = keep as is).
+
+        A sharded `weight` is gathered first when any mask is recomputed (every process must call this alike).
+        """
+        if any(pattern is not None for pattern in patterns):
+            weight = gathered(weight)
         for segment, pattern in zip(self.segments, patterns):
             if pattern is None:
                 continue
@@ -136,7 +147,8 @@ class MaskedWeight(nn.Module):
 
     @torch.no_grad()
     def strict_multiplier(self, weight: torch.Tensor) -> torch.Tensor:
-        """Binary multiplier of the target patterns (the deployable N:M model)."""
+        """Binary multiplier of the target patterns (the deployable N:M model); a sharded `weight` is gathered."""
+        weight = gathered(weight)
         mask = torch.ones(weight.shape, dtype=torch.bool, device=weight.device)
         for segment in self.segments:
             t, block = segment.target, self.index(segment)
@@ -186,6 +198,17 @@ def storage_layout(layout: str, weight: torch.Tensor, out_dim: int) -> str:
 def weight_of(module: nn.Module) -> torch.Tensor:
     """`module.weight` (W~ once attached), typed: torch types a module's attributes as Tensor | Module."""
     return cast(torch.Tensor, module.weight)  # only layers with a weight tensor are ever matched or attached
+
+
+def gathered(tensor: torch.Tensor) -> torch.Tensor:
+    """`tensor` whole: a DTensor (an FSDP2-sharded weight, gradient or optimizer state) all-gathered, detached;
+    any other tensor as it is.
+
+    The gather is a collective: every process must call this for the same tensors in the same order.
+    """
+    if not hasattr(tensor, "full_tensor"):  # a plain tensor (no torch.distributed import needed)
+        return tensor
+    return cast(Any, tensor).detach().full_tensor()
 
 
 def latent_weight(module: nn.Module) -> torch.Tensor:

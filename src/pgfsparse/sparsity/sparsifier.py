@@ -132,7 +132,10 @@ class Sparsifier:
 
     # -- stepping ----------------------------------------------------------------
     def step(self, step: int) -> None:
-        """Set masks and D for optimizer step `step` (0-based). Repeated calls with the same step are free."""
+        """Set masks and D for optimizer step `step` (0-based). Repeated calls with the same step are free.
+
+        Under FSDP2 every process calls it at every step: a mask refresh gathers the sharded weight.
+        """
         step = int(step)
         if step == self.current_step:
             return
@@ -173,8 +176,10 @@ class Sparsifier:
             yield
             return
         for layer, param in self.layers.items():
-            weight = _latent(self.model, layer)
-            param.override = param.strict_multiplier(weight) if name == "strict" else torch.ones_like(weight)
+            weight = _latent(self.model, layer)  # sharded under FSDP2: the multipliers are whole, like the masks
+            param.override = (
+                param.strict_multiplier(weight) if name == "strict" else torch.ones_like(param.mask, dtype=weight.dtype)
+            )
         try:
             yield
         finally:

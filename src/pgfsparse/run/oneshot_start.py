@@ -8,7 +8,7 @@
               FLOPs per example, added to train_flops before step 0 (`FlopCounter.before_training`). SparseGPT's
               solver (a Cholesky factor and the column updates, about in^3 + 2 out in^2 per layer) is not charged:
               it is not a model forward or backward, and it is small: for experiment=shakespeare_gpt_recover about
-              4.5e9 FLOPs, 1.3% of the calibration forwards (3.56e11), themselves about 1% of a 600-step recovery.
+              4.5e9 FLOPs, 1.3% of the calibration forwards (3.56e11), themselves 1.4% of a 600-step recovery.
 
 The record (method, samples, forwards, FLOPs, seconds) goes into every checkpoint, so a resumed run never calibrates
 again, and into summary.json (`oneshot_calibration`).

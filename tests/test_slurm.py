@@ -200,7 +200,9 @@ def test_a_grid_on_slurm_survives_a_requeue(cluster, tmp_path):
     for name in (REQUEUED, OTHER):  # cut back to the checkpoint, then continued: no gap, no repeat
         assert train_steps(sweep / name) == list(range(LOG_EVERY, STEPS + 1, LOG_EVERY)), name
     log = without_progress_bars((sweep / ".submitit" / job / f"{job}_0_log.err").read_text())
-    assert "DUE TO JOB REQUEUE" in log and f"from step {status['resumed_from']}" in log, log[-3000:]
+    # how SLURM words the stop varies with timing ("CANCELLED ... DUE TO JOB REQUEUE", or srun's "forcing job
+    # termination" when its SIGCONT comes first); the resume line is what the run itself writes
+    assert f"from step {status['resumed_from']}" in log, log[-3000:]
     # Without accounting every sacct poll fails: submitit's warning shows once (sweeps/callback.py).
     output = (tmp_path / "launcher.log").read_text()
     assert "Call #2 - Bypassing sacct error" not in output, output[-3000:]

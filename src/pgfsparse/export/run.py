@@ -43,6 +43,7 @@ def load_run(target) -> Run:
     from pgfsparse.config.spec import resolve
     from pgfsparse.run.parts import sparsify_model
     from pgfsparse.tasks import build_task
+    from pgfsparse.tasks.task import first_examples
 
     target = Path(target)
     run_dir = target if target.is_dir() else target.parent
@@ -58,7 +59,7 @@ def load_run(target) -> Run:
     model.load_state_dict(state["model"])
     model.eval()
     builder = _builder(cfg, data, model)
-    batch = _first_examples(next(iter(task.eval_batches(data))), FIXED_BATCH)
+    batch = first_examples(next(iter(task.eval_batches(data))), FIXED_BATCH)
     return Run(run_dir, model, sparsifier, builder, batch)
 
 
@@ -92,12 +93,6 @@ def _builder(cfg, data, model: nn.Module) -> Dict[str, Any]:
         builder = timm_builder(cfg.model.name, **kwargs)
         check_rebuilds(builder, model)
     return builder
-
-
-def _first_examples(batch, count: int):
-    if isinstance(batch, dict):
-        return {k: v[:count] for k, v in batch.items()}
-    return [v[:count] if torch.is_tensor(v) else v for v in batch]
 
 
 def forward(model: nn.Module, batch, dtype=None) -> torch.Tensor:

@@ -66,7 +66,7 @@ class Task:
         if count is None:  # streamed: the stream's first batches, the last one cut to `samples`
             batches, stream, left = [], self.train_batches(data, start_micro_step=0, rank=0, world_size=1), samples
             while left > 0:
-                batch = _first(next(stream), left)
+                batch = first_examples(next(stream), left)
                 batches.append(batch)
                 left -= self.batch_size(batch)
             return batches
@@ -115,12 +115,12 @@ class Task:
         return ""
 
 
-def _first(batch: Any, count: int) -> Any:
+def first_examples(batch: Any, count: int) -> Any:
     """The first `count` examples of a collated batch: tensors (in lists, tuples or dicts) cut along dim 0."""
     if torch.is_tensor(batch):
         return batch[:count]
     if isinstance(batch, dict):
-        return {key: _first(value, count) for key, value in batch.items()}
+        return {key: first_examples(value, count) for key, value in batch.items()}
     if isinstance(batch, (list, tuple)):
-        return type(batch)(_first(item, count) for item in batch)
+        return type(batch)(first_examples(item, count) for item in batch)
     return batch

@@ -47,12 +47,13 @@ class RunSpec:
     @property
     def recipe_label(self) -> str:
         """The recipe a run's records name: 'none' for a one-shot model evaluated untrained (budget.steps=0)."""
-        return recipe_label(self.recipe.name, self.budget)
+        return recipe_label(self.recipe.name, self.budget[1] if self.budget[0] == "steps" else None)
 
 
-def recipe_label(recipe: str, budget: Tuple[str, float]) -> str:
-    """`recipe`, or 'none' when the budget is zero steps: no step ran, so no recipe shaped the weights."""
-    return "none" if budget == ("steps", 0.0) else recipe
+def recipe_label(recipe: str, steps: Optional[float]) -> str:
+    """`recipe`, or 'none' for a budget of zero steps (a one-shot model evaluated untrained:
+    check_budget refuses it otherwise): no step ran, so no recipe shaped the weights."""
+    return "none" if steps == 0 else recipe
 
 
 def resolve(
@@ -68,7 +69,7 @@ def resolve(
     budget = check_budget(cfg)
     model = model or cfg.model.family
     oneshot = oneshot_method(cfg)
-    name = name or run_name(model, patterns, recipe_label(recipe.name, budget), cfg.seed, extra, oneshot)
+    name = name or run_name(model, patterns, recipe_label(recipe.name, cfg.budget.steps), cfg.seed, extra, oneshot)
     return RunSpec(MappingProxyType(patterns), recipe, budget, cfg.data.kind, model, name, oneshot)
 
 
@@ -78,9 +79,7 @@ def point_name(cfg, model: Optional[str] = None, extra: Sequence[Tuple[str, str]
     Raises when the patterns or the recipe's name cannot be read; works on a DictConfig too.
     """
     patterns = sparsity_patterns(cfg)
-    recipe = recipe_class_and_knobs(cfg.recipe, patterns)[0].name
-    if cfg.budget.steps == 0:  # the one-shot model evaluated untrained (check_budget refuses it otherwise)
-        recipe = "none"
+    recipe = recipe_label(recipe_class_and_knobs(cfg.recipe, patterns)[0].name, cfg.budget.steps)
     return run_name(model or cfg.model.family, patterns, recipe, cfg.seed, extra, oneshot_method(cfg))
 
 

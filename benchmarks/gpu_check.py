@@ -914,22 +914,6 @@ class Check:
             row.update(self.compare({side: (lambda m=m: whole(m)) for side, m in models.items()}, iters=3))
             entry["whole_model"].append(row)
 
-    @staticmethod
-    def _time_many(fn, iters: int, torch, cuda: bool) -> float:
-        """Milliseconds per call of fn over `iters` calls (CUDA events on a GPU)."""
-        if cuda:
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            for _ in range(iters):
-                fn()
-            end.record()
-            torch.cuda.synchronize()
-            return start.elapsed_time(end) / iters
-        begin = time.perf_counter()
-        for _ in range(iters):
-            fn()
-        return (time.perf_counter() - begin) * 1000 / iters
-
     def compare(self, fns: Dict[str, Callable], iters: int, rounds: int = 7) -> Dict[str, Any]:
         """Interleaved timing of 'dense' and 'sparse' (when present): ms each, speed-up dense/sparse, error, peaks."""
         torch = self.torch
@@ -953,12 +937,29 @@ class Check:
             names = list(fns)
             for r in range(rounds):
                 for side in names if r % 2 == 0 else names[::-1]:
-                    times[side].append(self._time_many(fns[side], iters, torch, self.cuda))
+                    times[side].append(ms_per_call(fns[side], iters, torch, self.cuda))
         for side, ms in times.items():
             out[f"{side}_ms"] = median(ms)
         if "sparse" in times:
             out["speedup"] = summarize(round_ratios(times["dense"], times["sparse"]))  # dense time / sparse time
         return out
+
+
+def ms_per_call(fn, iters: int, torch, cuda: bool) -> float:
+    """Milliseconds per call of fn over `iters` calls back to back (CUDA events on a GPU: no host sync
+    between calls). Also benchmarks/sparse_inference.py's GPU timer."""
+    if cuda:
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(iters):
+            fn()
+        end.record()
+        torch.cuda.synchronize()
+        return start.elapsed_time(end) / iters
+    begin = time.perf_counter()
+    for _ in range(iters):
+        fn()
+    return (time.perf_counter() - begin) * 1000 / iters
 
 
 def dynamo_graphs() -> int:

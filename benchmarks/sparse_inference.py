@@ -31,6 +31,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from gpu_check import ms_per_call  # this folder is on sys.path when a script here runs
 
 from pgfsparse.export.nm_linear import NMLinear
 
@@ -172,16 +173,10 @@ def gpu_whole_model_ratios(rounds: int):
 
 
 def _cuda_time(fn, rounds: int) -> float:
-    for _ in range(3):
+    for _ in range(3):  # warm-up: kernel selection, allocator
         fn()
     torch.cuda.synchronize()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(rounds):
-        fn()
-    end.record()
-    torch.cuda.synchronize()
-    return start.elapsed_time(end) / rounds
+    return ms_per_call(fn, rounds, torch, cuda=True)
 
 
 def main() -> None:

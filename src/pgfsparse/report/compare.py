@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional, Tuple
 
 from pgfsparse.report.collect import ReportError
-from pgfsparse.report.table import LABELS, direction_words
+from pgfsparse.report.table import LABELS, direction_words, key_cells, markdown_table
 
 FREE_KEYS = ("budget",)  # a baseline may differ in these too: equal epochs and equal FLOPs both show
 
@@ -97,29 +97,28 @@ def compare_markdown(pairs: List[Dict[str, Any]], key: str, value: str) -> str:
         "train FLOPs ratio",
         "reading",
     ]
-    lines = [
+    intro = (
         f"Each setting minus each {key}={value} setting of the same {', '.join(same)} (any budget: the "
         f"FLOPs ratio tells equal epochs from equal compute); spread = the larger sample std over seeds, "
         f"and a difference within it is no difference; better / worse follow each metric's direction "
-        f"({_directions(pairs)}):",
-        "",
-        "| " + " | ".join(header) + " |",
-        "|" + "|".join("---" for _ in header) + "|",
-    ]
+        f"({_directions(pairs)}):"
+    )
+    rows = []
     for pair in pairs:
         group, base = pair["setting"], pair["baseline"]
-        cells = [str(group.get(k) if group.get(k) not in (None, "") else "-") for k in keys]
-        cells += [
-            group["metric"],
-            str(base.get("budget") or "-"),
-            _signed(pair["difference"]),
-            _plain(pair["spread"]),
-            f"{group['n']} vs {base['n']}",
-            _ratio(pair["flops_ratio"]),
-            pair["reading"],
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+        rows.append(
+            key_cells(group, keys)
+            + [
+                group["metric"],
+                str(base.get("budget") or "-"),
+                _signed(pair["difference"]),
+                _plain(pair["spread"]),
+                f"{group['n']} vs {base['n']}",
+                _ratio(pair["flops_ratio"]),
+                pair["reading"],
+            ]
+        )
+    return markdown_table(header, rows, intro)
 
 
 def _directions(pairs: List[Dict[str, Any]]) -> str:

@@ -14,7 +14,7 @@ import statistics
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from pgfsparse.report.collect import read_events
-from pgfsparse.report.table import format_flops, one_shot_start, sort_rows
+from pgfsparse.report.table import format_flops, key_cells, markdown_table, one_shot_start, sort_rows
 
 # (diagnostics key, plot panel title, table column: no "|", it would split a Markdown cell)
 NOISE_KEYS = (
@@ -73,17 +73,15 @@ def noise_markdown(groups: List[Dict[str, Any]], window: int = 5) -> str:
     header = [*keys]
     for column in NOISE_COLUMNS.values():
         header += [column, "± std", "n"]
-    lines = [
+    intro = (
         f"Gradient noise at the end of training (mean of the last {window} logged values per run; "
-        f"mean ± std over seeds):",
-        "",
-        "| " + " | ".join(header) + " |",
-        "|" + "|".join("---" for _ in header) + "|",
-    ]
+        "mean ± std over seeds):"
+    )
+    rows = []
     for group in groups:
-        cells = [str(group.get(k) if group.get(k) not in (None, "") else "-") for k in keys]
+        cells = key_cells(group, keys)
         for key in NOISE_COLUMNS:
             stats = group.get(key) or {"mean": None, "std": None, "n": 0}
             cells += [format_flops(stats["mean"]), format_flops(stats["std"]), str(stats["n"])]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+        rows.append(cells)
+    return markdown_table(header, rows, intro)

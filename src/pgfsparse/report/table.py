@@ -238,13 +238,26 @@ def to_markdown(groups: List[Dict[str, Any]]) -> str:
     for part in order:
         header += [LABELS[part], "± std", "n"]
     header += ["train FLOPs", "inference FLOPs", "wall"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    rows = []
     for g in groups:
-        cells = [str(g.get(k) if g.get(k) not in (None, "") else "-") for k in keys] + [g["metric"]]
+        cells = key_cells(g, keys) + [g["metric"]]
         for part in order:
             cells += [_fmt(g[f"{part}_mean"], g["metric"]), _fmt(g[f"{part}_std"], g["metric"]), str(g[f"{part}_n"])]
         cells += [format_flops(g["train_flops"]), format_flops(g["inference_flops"]), format_minutes(g["wall_seconds"])]
-        lines.append("| " + " | ".join(cells) + " |")
+        rows.append(cells)
+    return markdown_table(header, rows)
+
+
+def key_cells(group: Dict[str, Any], keys: Sequence[str]) -> List[str]:
+    """A group's values of its grouping keys as table cells ('-' where a run has none)."""
+    return [str(group.get(k) if group.get(k) not in (None, "") else "-") for k in keys]
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]], intro: str = "") -> str:
+    """A Markdown table (after `intro` and a blank line, when given), ending in a newline."""
+    lines = [intro, ""] if intro else []
+    lines += ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(cells) + " |" for cells in rows]
     return "\n".join(lines) + "\n"
 
 

@@ -38,6 +38,9 @@ Budget: every configuration has an estimate (guesses for an H100-class GPU, repl
 build and compile times as they come); a configuration that would end past the budget is recorded as
 "skipped: time budget", and timed rounds stop early ("partial: time budget") when the budget runs out.
 
+Files: this one has the dry run, the training sides and main; gpu_plan.py what runs and its estimates,
+gpu_report.py the budget, the ratios and the JSON file, gpu_inference.py the 2:4 inference part.
+
 Imports: torch, timm, transformers, safetensors, yaml (a dependency of timm and transformers) and the
 pgfsparse modules of import_library(), which import none of hydra, omegaconf, wandb or datasets (the plan's
 last lines say so; tests/test_gpu_check.py checks it; see benchmarks/gpu_wheels.txt). A missing import exits
@@ -53,278 +56,39 @@ import dataclasses
 import datetime
 import gc
 import importlib.util
-import json
 import os
 import platform
 import signal
 import sys
-import tempfile
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-ROOT = Path(__file__).resolve().parent.parent
-BUDGET_S = 450.0  # 7.5 minutes: gpu_check.sh gives the whole script 8
-WARMUP = 3  # untimed rounds; the first one builds each side (and compiles it)
-STEPS = 8  # timed rounds
-LONG_RUN = 100_000  # total_steps of every sparsifier: the timed steps sit early in the sparse phase
-PATTERNS = ("2:4", "1:16")
-COMPILE_PATTERN = "2:4"
-COMPILE_RECIPES = ("dense", "mdgf_exp", "srste")  # in this order of priority
-CUSTOM_LADDERS = {"2:4": "3:4,2:4", "1:16": "15:16,8:16,4:16,2:16,1:16"}  # sdgf_custom needs one
-INFER_DTYPES = ("bfloat16", "float16")
-MISSING_IMPORT_EXIT = 3
-
-MODELS: Dict[str, Dict[str, Any]] = {
-    "vit_b16": {
-        "label": "ViT-B/16",
-        "describe": "timm vit_base_patch16_224, batch 256, 224 px random images, 1000 classes",
-        "batch": 256,
-        "image_size": 224,
-        "num_classes": 1000,
-        "ff_layers": ("blocks.0.mlp.fc1", "blocks.0.mlp.fc2"),
-    },
-    "llama_125m": {
-        "label": "Llama 125M preset",
-        "describe": "LlamaForCausalLM from a LlamaConfig, sdpa attention, batch 16 x 1024 random tokens",
-        "batch": 16,
-        "context": 1024,
-        "ff_layers": ("model.layers.0.mlp.up_proj", "model.layers.0.mlp.down_proj"),
-    },
-}
-LLAMA_PRESET = ROOT / "conf" / "model" / "llama_125m.yaml"
-# conf/model/llama_125m.yaml's model kwargs and vocabulary, used when PyYAML is missing
-# (tests/test_gpu_check.py checks that the two agree)
-LLAMA_125M = {
-    "kwargs": {
-        "hidden_size": 768,
-        "num_hidden_layers": 12,
-        "num_attention_heads": 12,
-        "num_key_value_heads": 4,
-        "intermediate_size": 2048,
-        "max_position_embeddings": 2048,
-        "hidden_act": "silu",
-        "attention_bias": False,
-        "mlp_bias": False,
-        "attention_dropout": 0.0,
-        "tie_word_embeddings": False,
-    },
-    "vocab_size": 32000,
-}
-# --smoke: tiny shapes of the same families (input widths multiples of 128: every pattern fits)
-SMOKE = {
-    "vit_b16": {
-        "batch": 8,
-        "image_size": 32,
-        "timm_kwargs": dict(img_size=32, patch_size=8, embed_dim=256, depth=2, num_heads=4, mlp_ratio=2.0),
-    },
-    "llama_125m": {
-        "batch": 2,
-        "context": 64,
-        "vocab_size": 512,
-        "kwargs": dict(
-            hidden_size=256, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, intermediate_size=512
-        ),
-    },
-}
-
-# Seconds, guesses for an H100-class GPU before anything is measured; replaced as measurements come.
-DEFAULT_ESTIMATES: Dict[str, Any] = {
-    "startup": 30.0,  # imports, CUDA start, the two prototype models
-    "build": {"vit_b16": 2.0, "llama_125m": 2.0},  # copy, sparsify, FLOP count, optimizer (not the first step)
-    "step": {"vit_b16": 0.18, "llama_125m": 0.10},  # one eager training step, sparsifier.step included
-    "compile": {"vit_b16": 60.0, "llama_125m": 60.0},  # extra seconds of a compiled side's first steps
-    "infer": {"vit_b16": 15.0, "llama_125m": 15.0},  # export + 2 loads + timings, one dtype
-}
-
-
-# -- the plan: what runs, in which order, and what it is expected to cost ------------------------------------
-@dataclasses.dataclass(frozen=True)
-class Config:
-    """One configuration: a training side, or one dtype of a 2:4 inference check."""
-
-    section: str  # "training" | "compile" | "inference"
-    model: str  # a key of MODELS
-    pattern: str  # FF pattern ("2:4", "1:16"); "" for dense
-    recipe: str = "dense"  # a recipe name; "semi_structured" for inference
-    compiled: bool = False
-    dtype: str = "bfloat16"  # inference only
-
-    def describe(self) -> str:
-        model = f"{MODELS[self.model]['label']:<17}"
-        ff = f"FF {self.pattern or '-'}"
-        if self.section == "inference":
-            layers = " + ".join(
-                name.rsplit(".", 2)[-2] + "." + name.rsplit(".", 1)[-1] for name in MODELS[self.model]["ff_layers"]
-            )
-            return f"{'infer':<8} {model} {ff:<7} semi-structured {self.dtype:<8} layers {layers}, whole model"
-        mode = "compile on " if self.compiled else "compile off"
-        return f"{self.section:<8} {model} {ff:<7} {self.recipe:<12} {mode}"
-
-
-@dataclasses.dataclass(frozen=True)
-class Group:
-    """Configurations measured together; units are decided (run or skipped) as a whole.
-
-    With a reference, units[0] is the dense eager side every other side is compared with in the same
-    rounds: when it is skipped the whole group is.
-    """
-
-    name: str
-    units: Tuple[Tuple[Config, ...], ...]
-    has_reference: bool = True
-    reference_alone: bool = True  # False: the reference runs only when the unit after it fits too
-
-
-def built_in_recipes() -> List[str]:
-    """The registered recipes that ship with pgfsparse (plug-ins left out), in the registry's order."""
-    from pgfsparse.sparsity.recipes import registered
-
-    return [name for name, cls in registered().items() if cls.__module__.startswith("pgfsparse.")]
-
-
-def groups(recipes: Sequence[str]) -> List[Group]:
-    """Every group in the order it runs: eager training, 2:4 inference, then compile (the costly part)."""
-    sparse = [r for r in recipes if r != "dense"]
-    out: List[Group] = []
-    for pattern in PATTERNS:
-        for model in MODELS:
-            units = [(Config("training", model, "", "dense"),)]
-            units += [(Config("training", model, pattern, r),) for r in sparse]
-            out.append(Group(f"training {model} FF {pattern}", tuple(units)))
-    inference = {
-        d: [
-            Group(
-                f"inference {model} {d}",
-                ((Config("inference", model, "2:4", "semi_structured", dtype=d),),),
-                has_reference=False,
-            )
-            for model in MODELS
-        ]
-        for d in INFER_DTYPES
-    }
-    out += inference[INFER_DTYPES[0]]
-    for recipe in COMPILE_RECIPES:  # dense first on both models, then one recipe on both, then another
-        if recipe not in recipes:
-            continue
-        for model in MODELS:  # the eager twin is the reference: compiled / eager in the same rounds
-            pattern = "" if recipe == "dense" else COMPILE_PATTERN
-            units = ((Config("compile", model, pattern, recipe),), (Config("compile", model, pattern, recipe, True),))
-            out.append(Group(f"compile {model} {recipe}", units, reference_alone=False))
-    for dtype in INFER_DTYPES[1:]:  # the second dtype last: cheap, and least needed
-        out += inference[dtype]
-    return out
-
-
-def config_estimate(config: Config, est: Dict[str, Any]) -> float:
-    """Expected seconds of one configuration: build + its warm-up and timed steps (+ compile), or one inference."""
-    if config.section == "inference":
-        return float(est["infer"][config.model])
-    seconds = est["build"][config.model] + (WARMUP + STEPS) * est["step"][config.model]
-    return float(seconds + (est["compile"][config.model] if config.compiled else 0.0))
-
-
-def plan(all_groups: Sequence[Group], est: Dict[str, Any], budget_s: float, startup_s: float):
-    """[(config, estimate, runs)] and the estimated seconds of what runs (startup included).
-
-    Greedy in order, unit by unit, as the run decides: a unit runs when the time so far plus its
-    estimate stays within the budget; a group whose reference is skipped is skipped whole.
-    """
-    spent = startup_s
-    rows = []
-    for group in all_groups:
-        reference_runs = True
-        for i, unit in enumerate(group.units):
-            cost = sum(config_estimate(c, est) for c in unit)
-            needed = cost + (
-                sum(config_estimate(c, est) for c in group.units[1])
-                if i == 0 and not group.reference_alone and len(group.units) > 1
-                else 0.0
-            )
-            runs = reference_runs and spent + needed <= budget_s
-            if runs:
-                spent += cost
-            elif i == 0 and group.has_reference:
-                reference_runs = False
-            rows += [(c, config_estimate(c, est), runs) for c in unit]
-    return rows, spent
-
-
-class Budget:
-    """Seconds left of a fixed budget, from a clock started at construction."""
-
-    def __init__(self, total_s: float, clock: Callable[[], float] = time.monotonic):
-        self.total_s = float(total_s)
-        self.clock = clock
-        self.start = clock()
-
-    def elapsed(self) -> float:
-        return self.clock() - self.start
-
-    def left(self) -> float:
-        return self.total_s - self.elapsed()
-
-    def fits(self, seconds: float) -> bool:
-        return self.elapsed() + seconds <= self.total_s
-
-
-# -- ratios ------------------------------------------------------------------------------------------------
-def percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile, as benchmarks/compile_speed.py and step_time.py take it."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
-
-
-def median(values: Sequence[float]) -> float:
-    ordered = sorted(values)
-    mid = len(ordered) // 2
-    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
-
-
-def round_ratios(times: Sequence[float], reference: Sequence[float]) -> List[float]:
-    """Per round: time / reference time of the same round (rounds where either is missing are dropped)."""
-    return [t / r for t, r in zip(times, reference) if t is not None and r is not None and r > 0]
-
-
-def summarize(ratios: Sequence[float]) -> Optional[Dict[str, float]]:
-    """{median, p10, p90, n} of per-round ratios; None without any."""
-    if not ratios:
-        return None
-    return {"median": median(ratios), "p10": percentile(ratios, 0.1), "p90": percentile(ratios, 0.9), "n": len(ratios)}
-
-
-# -- output -------------------------------------------------------------------------------------------------
-def default_output() -> Path:
-    """$OUT/gpu_check.json when $OUT is set (the device runner), else benchmarks/results/gpu_check-<date>.json."""
-    if os.environ.get("OUT"):
-        return Path(os.environ["OUT"]) / "gpu_check.json"
-    return ROOT / "benchmarks" / "results" / f"gpu_check-{datetime.date.today().isoformat()}.json"
-
-
-class Report:
-    """The JSON file, rewritten (atomically) after every change."""
-
-    def __init__(self, path: Path, data: Dict[str, Any], budget: Budget):
-        self.path, self.data, self.budget = Path(path), data, budget
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.write()
-
-    def add(self, section: str, entry: Dict[str, Any]) -> None:
-        self.data.setdefault(section, []).append(entry)
-        self.write()
-
-    def write(self) -> None:
-        self.data["elapsed_s"] = round(self.budget.elapsed(), 1)
-        self.data["updated"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps(self.data, indent=1, default=str) + "\n")
-        os.replace(tmp, self.path)
-
-
-def one_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0][:300] if text else ''}"
+# the sibling modules: this folder is sys.path[0] when the script runs
+from gpu_inference import run_inference
+from gpu_plan import (
+    BUDGET_S,
+    COMPILE_PATTERN,
+    COMPILE_RECIPES,
+    CUSTOM_LADDERS,
+    DEFAULT_ESTIMATES,
+    LONG_RUN,
+    MISSING_IMPORT_EXIT,
+    MODELS,
+    PATTERNS,
+    SMOKE,
+    STEPS,
+    WARMUP,
+    Config,
+    Group,
+    built_in_recipes,
+    config_estimate,
+    groups,
+    llama_preset,
+    plan,
+)
+from gpu_report import Budget, Report, default_output, median, one_line, round_ratios, summarize
 
 
 def missing_modules(names: Sequence[str]) -> List[str]:
@@ -344,21 +108,6 @@ def import_library() -> None:
     import pgfsparse.flops.counter  # noqa: F401
     import pgfsparse.flops.peak  # noqa: F401
     import pgfsparse.sparsity.recipes  # noqa: F401
-
-
-def llama_preset() -> Dict[str, Any]:
-    """conf/model/llama_125m.yaml's kwargs and vocabulary (the built-in copy when PyYAML is missing)."""
-    try:
-        import yaml
-
-        data = yaml.safe_load(LLAMA_PRESET.read_text())
-        return {
-            "kwargs": dict(data["kwargs"]),
-            "vocab_size": int(data["tokenizer"]["vocab_size"]),
-            "source": str(LLAMA_PRESET.relative_to(ROOT)),
-        }
-    except (ImportError, OSError, KeyError, TypeError):
-        return {**copy.deepcopy(LLAMA_125M), "source": "built-in copy of conf/model/llama_125m.yaml"}
 
 
 # -- the dry run ------------------------------------------------------------------------------------------------
@@ -815,151 +564,9 @@ class Check:
         builds.append(side.build_s)
         self.est["build"][key] = max(max(builds), 0.5)
 
-    # -- 2:4 inference
+    # -- 2:4 inference (gpu_inference.py)
     def run_inference(self, group: Group) -> None:
-        for (config,) in group.units:
-            if not self.budget.fits(config_estimate(config, self.est)):
-                self.skip(config, "skipped: time budget")
-                continue
-            start = time.perf_counter()
-            entry = {**self.describe(config), "status": "ok"}
-            try:
-                self.inference(config, entry)
-            except Exception as error:  # noqa: BLE001 - recorded, the run goes on
-                entry["status"] = f"error: {one_line(error)}"
-                entry["traceback"] = traceback.format_exc(limit=4)[-2000:]
-            finally:
-                self.release()
-            entry["seconds"] = time.perf_counter() - start
-            self.est["infer"][config.model] = max(entry["seconds"], 1.0)
-            self.report.add("inference", entry)
-
-    def inference(self, config: Config, entry: Dict[str, Any]) -> None:
-        import pgfsparse
-        from pgfsparse.export import export_compressed, load_compressed, timm_builder
-        from pgfsparse.export.builders import builder_for
-        from pgfsparse.export.semi_structured import plan as semi_plan
-
-        torch, key, spec = self.torch, config.model, self.spec(config.model)
-        dtype = getattr(torch, config.dtype)
-        model = copy.deepcopy(self.proto(key)).eval()
-        sparsifier = pgfsparse.sparsify(model, "2:4", recipe="ste", total_steps=1)
-        sparsifier.step(0)
-        if key == "vit_b16":
-            builder = timm_builder("vit_base_patch16_224", num_classes=1000, **spec.get("timm_kwargs", {}))
-        else:
-            builder = builder_for(model)
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / f"{key}.nm.safetensors"
-            sizes = export_compressed(sparsifier, path, builder, dtype=config.dtype)
-            del model, sparsifier
-            self.release()
-            entry["export"] = {"file_bytes": sizes.file, "dense_bytes": sizes.dense}
-            base = self.allocated()
-            dense = load_compressed(path, kernels="dense", device=self.device)
-            entry["dense_model_bytes"] = self.allocated() - base if self.cuda else None
-            decided = semi_plan(dense, dtype)
-            entry["plan"] = {
-                "converts": sum(not why for why in decided.values()),
-                "refused": {name: why for name, why in decided.items() if why},
-            }
-            base = self.allocated()
-            try:
-                sparse = load_compressed(path, kernels="semi_structured")
-            except Exception as error:  # noqa: BLE001 - no CUDA, no kernel for this GPU or dtype: recorded
-                entry["status"] = f"refused: {one_line(error)}"
-                sparse = None
-            entry["sparse_model_bytes"] = self.allocated() - base if (self.cuda and sparse is not None) else None
-        if sparse is None:
-            self.timings(entry, {"dense": dense}, key, spec, dtype)  # the dense side alone, for reference
-            return
-        converted = [
-            n
-            for n, m in sparse.named_modules()
-            if isinstance(m, torch.nn.Linear) and type(m.weight).__name__.startswith("SparseSemiStructured")
-        ]
-        entry["converted_layers"] = len(converted)
-        entry["backend"] = semi_structured_backend(torch)
-        self.timings(entry, {"dense": dense, "sparse": sparse}, key, spec, dtype)
-
-    def timings(self, entry, models, key, spec, dtype) -> None:
-        """Per FF layer and whole model: dense vs semi-structured, at the training batch and at batch 1."""
-        torch = self.torch
-        entry["layers"], entry["whole_model"] = [], []
-        for batch in (spec["batch"], 1):
-            if key == "vit_b16":
-                x = torch.randn(batch, 3, spec["image_size"], spec["image_size"], device=self.device, dtype=dtype)
-                vit = models["dense"]
-                tokens = batch * (vit.patch_embed.num_patches + vit.num_prefix_tokens)
-
-                def whole(m, x=x):
-                    return m(x)
-            else:
-                x = torch.randint(0, self.proto(key).config.vocab_size, (batch, spec["context"]), device=self.device)
-                tokens = batch * spec["context"]
-
-                def whole(m, x=x):
-                    return m(input_ids=x, use_cache=False).logits
-
-            for name in MODELS[key]["ff_layers"]:
-                layers = {side: m.get_submodule(name) for side, m in models.items()}
-                width = layers["dense"].in_features
-                h = torch.randn(tokens, width, device=self.device, dtype=dtype)
-                row = {"layer": name, "shape": list(layers["dense"].weight.shape), "rows": tokens, "batch": batch}
-                calls = {side: (lambda lay=lay, h=h: lay(h)) for side, lay in layers.items()}
-                row.update(self.compare(calls, iters=10))
-                entry["layers"].append(row)
-                self.report.write()
-            row = {"batch": batch, "tokens": tokens}
-            row.update(self.compare({side: (lambda m=m: whole(m)) for side, m in models.items()}, iters=3))
-            entry["whole_model"].append(row)
-
-    def compare(self, fns: Dict[str, Callable], iters: int, rounds: int = 7) -> Dict[str, Any]:
-        """Interleaved timing of 'dense' and 'sparse' (when present): ms each, speed-up dense/sparse, error, peaks."""
-        torch = self.torch
-        out: Dict[str, Any] = {}
-        with torch.no_grad():
-            outputs = {}
-            for side, fn in fns.items():  # warm-up, and the outputs for the error and the memory
-                self.sync()
-                if self.cuda:
-                    torch.cuda.reset_peak_memory_stats()
-                base = self.allocated()
-                outputs[side] = fn()
-                self.sync()
-                if self.cuda:
-                    out[f"{side}_transient_bytes"] = torch.cuda.max_memory_allocated() - base
-            if "sparse" in outputs:
-                a, b = outputs["sparse"].float(), outputs["dense"].float()
-                out["relative_error"] = ((a - b).norm() / b.norm().clamp_min(1e-30)).item()
-            del outputs
-            times: Dict[str, List[float]] = {side: [] for side in fns}
-            names = list(fns)
-            for r in range(rounds):
-                for side in names if r % 2 == 0 else names[::-1]:
-                    times[side].append(ms_per_call(fns[side], iters, torch, self.cuda))
-        for side, ms in times.items():
-            out[f"{side}_ms"] = median(ms)
-        if "sparse" in times:
-            out["speedup"] = summarize(round_ratios(times["dense"], times["sparse"]))  # dense time / sparse time
-        return out
-
-
-def ms_per_call(fn, iters: int, torch, cuda: bool) -> float:
-    """Milliseconds per call of fn over `iters` calls back to back (CUDA events on a GPU: no host sync
-    between calls). Also benchmarks/sparse_inference.py's GPU timer."""
-    if cuda:
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        for _ in range(iters):
-            fn()
-        end.record()
-        torch.cuda.synchronize()
-        return start.elapsed_time(end) / iters
-    begin = time.perf_counter()
-    for _ in range(iters):
-        fn()
-    return (time.perf_counter() - begin) * 1000 / iters
+        run_inference(self, group)
 
 
 def dynamo_graphs() -> int:
@@ -975,24 +582,6 @@ def dynamo_graphs() -> int:
 def compile_seconds(warmup_s: Sequence[float], step_s: float) -> float:
     """Seconds the warm-up steps took beyond steady steps: compilation (and any recompilation) time."""
     return sum(warmup_s) - len(warmup_s) * step_s
-
-
-def semi_structured_backend(torch) -> Dict[str, Any]:
-    info: Dict[str, Any] = {}
-    try:
-        from torch.sparse import SparseSemiStructuredTensor
-
-        info["force_cutlass"] = bool(getattr(SparseSemiStructuredTensor, "_FORCE_CUTLASS", False))
-    except ImportError as error:
-        info["error"] = one_line(error)
-    cusparselt = getattr(torch.backends, "cusparselt", None)
-    if cusparselt is not None:
-        info["cusparselt_available"] = bool(cusparselt.is_available())
-        try:
-            info["cusparselt_version"] = cusparselt.version()
-        except Exception:  # noqa: BLE001
-            pass
-    return info
 
 
 def environment(torch, device, peak) -> Dict[str, Any]:

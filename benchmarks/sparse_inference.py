@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from gpu_check import ms_per_call  # this folder is on sys.path when a script here runs
+from gpu_report import ms_per_call  # this folder is on sys.path when a script here runs
 
 from pgfsparse.export.nm_linear import NMLinear
 

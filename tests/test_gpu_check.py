@@ -5,7 +5,7 @@ The measuring itself needs CUDA (the script refuses nothing here: it prints its 
 """
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import os
 import re
 import subprocess
@@ -20,14 +20,15 @@ SCRIPT = ROOT / "benchmarks" / "gpu_check.sh"
 
 
 def load_gpu_check():
-    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "benchmarks" / "gpu_check.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["gpu_check"] = module  # dataclasses look their module up while building the class
-    spec.loader.exec_module(module)
-    return module
+    """benchmarks/gpu_check.py as a module, with its sibling modules importable (as when the script runs)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        return importlib.import_module("gpu_check"), importlib.import_module("gpu_plan")
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
 
 
-gpu = load_gpu_check()
+gpu, gpu_plan = load_gpu_check()
 
 
 def no_cuda_env(**extra) -> dict:
@@ -103,8 +104,8 @@ def test_the_llama_preset_copy_matches_the_config_file():
     pytest.importorskip("yaml")
     preset = gpu.llama_preset()
     assert preset["source"] == "conf/model/llama_125m.yaml"
-    assert preset["kwargs"] == gpu.LLAMA_125M["kwargs"]
-    assert preset["vocab_size"] == gpu.LLAMA_125M["vocab_size"] == 32000
+    assert preset["kwargs"] == gpu_plan.LLAMA_125M["kwargs"]
+    assert preset["vocab_size"] == gpu_plan.LLAMA_125M["vocab_size"] == 32000
     assert gpu.MODELS["llama_125m"]["context"] <= preset["kwargs"]["max_position_embeddings"]
 
 

@@ -51,7 +51,7 @@ if [[ ${1:-} == collect ]]; then
   for sweep in "${!FOLDER[@]}"; do
     [[ -d $WORKTREE/multirun/$sweep ]] && pgf-collect "$WORKTREE/multirun/$sweep" "results/shakespeare_oneshot/${FOLDER[$sweep]}"
   done
-  pgf-report results/shakespeare_oneshot --metric loss,perplexity --baseline recipe=srste
+  pgf-report results/shakespeare_oneshot --metric loss,perplexity --baseline recipe=srste --baseline oneshot=magnitude
   exit 0
 fi
 

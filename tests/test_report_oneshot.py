@@ -215,6 +215,37 @@ def test_baseline_meets_the_setting_of_the_same_start(starts, tmp_path):
     }
 
 
+def test_two_baselines_write_one_compare_table_each(starts, tmp_path, capsys):
+    out = tmp_path / "r"
+    assert (
+        main([str(starts), "--baseline", "recipe=srste", "--baseline", "oneshot=none", "--no-plots", "--out", str(out)])
+        == 0
+    )
+    text = (out / "compare.md").read_text()
+    by_recipe, by_start = text.split("\n\n" + "Each setting minus each oneshot=none")
+    assert by_recipe.startswith("Each setting minus each recipe=srste setting")
+    (out / "recipe.md").write_text(by_recipe)
+    (out / "start.md").write_text("Each setting minus each oneshot=none" + by_start)
+    assert compare_rows(out / "recipe.md")[("mdgf_exp", "steps=2000", "none")] == (
+        "steps=2000",
+        "-5.00",
+        "2.00",
+        "2 vs 3",
+        "1.00x",
+        "better",
+    )
+    assert compare_rows(out / "start.md")[("srste", "steps=2000", "wanda")] == (
+        "steps=2000",
+        "-11.00",
+        "2.00",
+        "2 vs 3",
+        "1.02x",
+        "better",
+    )
+    assert len(compare_rows(out / "recipe.md")) == len(compare_rows(out / "start.md")) == 3
+    assert text in capsys.readouterr().out  # and on stdout, as one baseline's table is
+
+
 # -- noise and figures ---------------------------------------------------------------------------
 def test_noise_settings_and_lines_keep_the_starts_apart(tmp_path):
     root = tmp_path / "noise"

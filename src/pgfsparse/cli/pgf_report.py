@@ -5,6 +5,7 @@
     pgf-report RUNS... --group-by model,sparsity,recipe --no-plots
     pgf-report results/multi30k --metric token_acc,bleu   -> a row per setting and metric
     pgf-report results/cifar10 --baseline recipe=srste    -> compare.md: each recipe minus SR-STE
+    pgf-report RUNS --baseline recipe=srste --baseline oneshot=magnitude   -> compare.md: two tables
     pgf-report results/cifar10 --html                     -> report/index.html: filterable tables and charts
     pgf-report multirun/<sweep> --wandb ENTITY/PROJECT    -> a W&B Report, a panel grid per sparsity
     pgf-report results/cifar10 --wandb-dry-run spec.json  -> that report's spec as JSON, no network
@@ -14,7 +15,7 @@ mean ± sample std over seeds, and the best setting of each model, sparsity and
 metric; the Markdown also goes to stdout), noise.md (where
 each setting's FF gradient-noise curves end, when runs logged diagnostics), with
 --baseline compare.md (each setting minus its baseline, read against the spread
-over seeds) and, unless --no-plots, accuracy_vs_flops, accuracy_vs_sparsity,
+over seeds; one table per --baseline) and, unless --no-plots, accuracy_vs_flops, accuracy_vs_sparsity,
 training_curves and gradient_noise as PNG and SVG, and with --html index.html: one
 self-contained page (plotly.js inlined, no network) with the tables and the four figures
 as interactive charts, filtered by model, sparsity, recipe and budget. "Best", the Pareto front and
@@ -92,8 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--baseline",
         metavar="KEY=VALUE",
+        action="append",
         help="compare.md: each setting minus the setting that differs only in KEY (and the "
-        "budget), e.g. recipe=srste; within the spread over seeds reads as no difference",
+        "budget), e.g. recipe=srste; within the spread over seeds reads as no difference. "
+        "Repeat it for one compare.md table per baseline, e.g. also oneshot=magnitude",
     )
     parser.add_argument("--no-plots", action="store_true", help="write the tables only (matplotlib not needed)")
     parser.add_argument(
@@ -143,11 +146,9 @@ def report(args: argparse.Namespace) -> int:
     best = best_markdown(groups)
     notes = notes_markdown(rows, args.metric)
     noise = noise_markdown(noise_levels(rows))
-    comparison = ""
-    baseline = parse_baseline(args.baseline, groups[0]["keys"] if groups else group_by) if args.baseline else None
-    if baseline:
-        key, value = baseline
-        comparison = compare_markdown(compare(groups, key, value), key, value)
+    keys = groups[0]["keys"] if groups else group_by
+    baselines = [parse_baseline(text, keys) for text in args.baseline or []]
+    comparison = "\n".join(compare_markdown(compare(groups, key, value), key, value) for key, value in baselines)
     try:
         out.mkdir(parents=True, exist_ok=True)
         write_runs_csv(rows, out / "runs.csv")
@@ -171,7 +172,7 @@ def report(args: argparse.Namespace) -> int:
         from pgfsparse.report.html import write_page
 
         title = ", ".join(args.paths)
-        page = write_page(rows, groups, out, args.metric, args.strict, baseline, title)
+        page = write_page(rows, groups, out, args.metric, args.strict, baselines[0] if baselines else None, title)
         print(f"page: {page} (opens offline in a browser)")
     counted = sum(r["status"] != "skipped" for r in rows)
     print(f"pgf-report: {counted} runs, {len(groups)} settings -> {out}")

@@ -8,7 +8,9 @@ A quoted table sits right under a marker naming its file,
     | model | sparsity | ... |
 
 and this replaces the table lines under each marker with the file's table lines
-(paths are relative to the repository root). It rewrites the page only when something changed, and says which
+(paths are relative to the repository root). A file holding several tables (compare.md of a
+report made with two --baseline options) is quoted one table per marker: FILE is its first
+table, FILE#2 the second. It rewrites the page only when something changed, and says which
 tables it refreshed. tests/test_results.py checks every quoted block equals its file.
 """
 from __future__ import annotations
@@ -19,25 +21,42 @@ from pathlib import Path
 from typing import List, Tuple
 
 ROOT = Path(__file__).resolve().parents[1]
-MARKER = re.compile(r"^<!-- quote (\S+) -->\n((?:\|.*\n)*)", re.M)
+MARKER = re.compile(r"^<!-- quote (\S+?) -->\n((?:\|.*\n)*)", re.M)
 
 
-def table_lines(path: Path) -> str:
-    """The Markdown table rows of a report file (its notes and captions are left out)."""
-    return "".join(line + "\n" for line in path.read_text().splitlines() if line.startswith("|"))
+def tables(path: Path) -> List[str]:
+    """The Markdown tables of a report file, each as its row lines (notes and captions left out)."""
+    blocks = re.findall(r"(?:^\|.*\n?)+", path.read_text(), re.M)
+    return [block if block.endswith("\n") else block + "\n" for block in blocks]
+
+
+def references(path: Path, relative: str) -> List[Tuple[str, str]]:
+    """(marker reference, table lines) of every table of a file: 'FILE' for the first, 'FILE#2' for the second..."""
+    return [(relative if i == 1 else f"{relative}#{i}", lines) for i, lines in enumerate(tables(path), 1)]
+
+
+def table_lines(reference: str, root: Path = ROOT) -> str:
+    """The table a marker names: FILE (its first table) or FILE#N."""
+    name, _, index = reference.partition("#")
+    source = root / name
+    if not source.exists():
+        raise SystemExit(f"quote_reports: {name} does not exist: run the pgf-report command that writes it")
+    found = tables(source)
+    n = int(index) if index.isdigit() else 1
+    if not 1 <= n <= len(found):
+        raise SystemExit(f"quote_reports: {name} has {len(found)} table(s), not {n}: fix the marker {reference}")
+    return found[n - 1]
 
 
 def quoted(page: str) -> List[Tuple[str, str]]:
-    """(file, the table lines the page quotes under its marker) for every marker."""
+    """(reference, the table lines the page quotes under its marker) for every marker."""
     return [(m[1], m[2]) for m in MARKER.finditer(page)]
 
 
 def refresh(page: str, root: Path = ROOT) -> str:
     def replace(match: re.Match) -> str:
-        source = root / match[1]
-        if not source.exists():
-            raise SystemExit(f"quote_reports: {match[1]} does not exist: run the pgf-report command that writes it")
-        return f"<!-- quote {match[1]} -->\n" + table_lines(source)
+        return f"<!-- quote {match[1]} -->\n" + table_lines(match[1], root)
+
     return MARKER.sub(replace, page)
 
 

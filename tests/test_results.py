@@ -70,10 +70,11 @@ def test_the_results_page_quotes_its_tables_verbatim():
     for command in shown:
         for name in REPORT_FILES:
             path = report_dir(command) / name
-            if path.exists() and quote_reports.table_lines(path).count("\n") > 0:
-                relative = str(path.relative_to(ROOT))
-                assert blocks.get(relative) == quote_reports.table_lines(path), \
-                    f"docs/results.md: quote {relative} under <!-- quote {relative} -->: " \
+            if not path.exists():
+                continue
+            for reference, lines in quote_reports.references(path, str(path.relative_to(ROOT))):
+                assert blocks.get(reference) == lines, \
+                    f"docs/results.md: quote {reference} under <!-- quote {reference} -->: " \
                     f"python launch/quote_reports.py docs/results.md"
 
 
@@ -89,6 +90,23 @@ def test_quote_reports_replaces_only_the_table_under_each_marker(tmp_path):
     assert quote_reports.quoted(page) == [("r/table.md", "| a | b |\n|---|---|\n| 0 | 0 |\n| 9 | 9 |\n")]
     with pytest.raises(SystemExit, match="r/gone.md does not exist"):
         quote_reports.refresh("<!-- quote r/gone.md -->\n", tmp_path)
+
+
+def test_quote_reports_quotes_the_nth_table_of_a_file_with_several(tmp_path):
+    """compare.md of two --baseline options holds two tables: FILE is the first, FILE#2 the second."""
+    quote_reports = load_launch_script("quote_reports")
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "compare.md").write_text("First:\n\n| a |\n|---|\n| 1 |\n\nSecond:\n\n| b |\n|---|\n| 2 |")
+    assert quote_reports.references(tmp_path / "r" / "compare.md", "r/compare.md") == [
+        ("r/compare.md", "| a |\n|---|\n| 1 |\n"),
+        ("r/compare.md#2", "| b |\n|---|\n| 2 |\n"),
+    ]
+    page = "<!-- quote r/compare.md -->\n| old |\n\ntext\n\n<!-- quote r/compare.md#2 -->\n| old |\n"
+    assert quote_reports.refresh(page, tmp_path) == (
+        "<!-- quote r/compare.md -->\n| a |\n|---|\n| 1 |\n\ntext\n\n<!-- quote r/compare.md#2 -->\n| b |\n|---|\n| 2 |\n"
+    )
+    with pytest.raises(SystemExit, match="r/compare.md has 2 table\\(s\\), not 3"):
+        quote_reports.refresh("<!-- quote r/compare.md#3 -->\n", tmp_path)
 
 
 def test_collecting_keeps_the_curves_of_a_point_restored_without_metrics(tmp_path):

@@ -5,6 +5,7 @@ combinations that cannot work are named exactly, with their one-line errors.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import itertools
 from pathlib import Path
@@ -118,7 +119,16 @@ def expected_failure(model, sparsity, recipe):
 def validate_combination(cfg, meta_model):
     """(kind, message) of the one-line failure of a composed config, or None if it can run."""
     try:
-        spec = check(to_train_config(cfg))
+        return validate_typed(to_train_config(cfg), meta_model)
+    except ConfigError as error:
+        assert "ladder" in str(error)
+        return "ladder", str(error)
+
+
+def validate_typed(cfg, meta_model):
+    """validate_combination of a config already merged onto the typed schema (a TrainConfig)."""
+    try:
+        spec = check(cfg)
         patterns, recipe = spec.patterns, spec.recipe
         # a failed sparsify leaves the model untouched, a successful one is removed again
         pgfsparse.sparsify(meta_model, patterns, recipe, total_steps=100).remove("latent")
@@ -145,22 +155,19 @@ def check_failures(failures):
 
 
 def test_every_combination_composes_and_validates(meta_models):
-    """Each group option is composed by Hydra once; combinations merge the composed groups
-    (groups are independent nodes, so this equals composing the combination)."""
-    base = compose_cfg()
-    nodes = {
-        "model": {m: compose_cfg(f"model={m}").model for m in MODELS},
-        "data": {m: compose_cfg(f"model={m}").data for m in MODELS},  # a text model brings its own data
-        "sparsity": {s: compose_cfg(f"sparsity={s}").sparsity for s in SPARSITIES},
-        "recipe": {r: compose_cfg(f"recipe={r}").recipe for r in RECIPES},
-    }
+    """Each group option is composed by Hydra and merged onto the typed schema once; a combination
+    puts the typed groups together (groups are independent nodes, so this equals composing and
+    typing the combination, which the slow test below does literally, in about a minute)."""
+    base = to_train_config(compose_cfg())
+    models = {m: to_train_config(compose_cfg(f"model={m}")) for m in MODELS}  # a text model brings its data
+    sparsities = {s: to_train_config(compose_cfg(f"sparsity={s}")).sparsity for s in SPARSITIES}
+    recipes = {r: to_train_config(compose_cfg(f"recipe={r}")).recipe for r in RECIPES}
     failures = {}
     for model, sparsity, recipe in itertools.product(MODELS, SPARSITIES, RECIPES):
-        cfg = OmegaConf.create(OmegaConf.to_container(base))  # groups replace whole nodes, as Hydra does
-        cfg.model, cfg.sparsity, cfg.recipe = (nodes["model"][model], nodes["sparsity"][sparsity],
-                                               nodes["recipe"][recipe])
-        cfg.data = nodes["data"][model]
-        failure = validate_combination(cfg, meta_models[model])
+        nodes = dict(model=models[model].model, data=models[model].data, sparsity=sparsities[sparsity],
+                     recipe=recipes[recipe])
+        cfg = dataclasses.replace(base, **copy.deepcopy(nodes))  # checks may fill in fields: fresh nodes each
+        failure = validate_typed(cfg, meta_models[model])
         if failure:
             failures[(model, sparsity, recipe)] = failure
     check_failures(failures)

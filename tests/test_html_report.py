@@ -291,6 +291,23 @@ def test_the_cifar10_results_page_draws_every_finished_run(browser, tmp_path):
     assert [total({k: c}, "run", "lines") for k, c in charts["noise"].items()] == [sparse] * 2
 
 
+def test_a_setting_that_trained_nothing_sits_on_a_zero_tick(browser, tmp_path):
+    """A magnitude prune evaluated untrained (0 FLOPs) is drawn a decade left of the rest, at a tick '0'."""
+    sweep = tmp_path / "zero"
+    write_run(sweep, "gpt2", "1:8", "none", 0, 170.0, 0.0, False)
+    write_run(sweep, "gpt2", "1:8", "srste", 0, 5.0, 2.6e13, False)
+    assert main([str(sweep), "--out", str(tmp_path / "r"), "--no-plots", "--html"]) == 0
+    open_page(browser, tmp_path / "r" / "index.html")
+    chart = drawn(browser)["flops"]["gpt2/perplexity"]
+    assert chart["setting"]["markers"] == 2 and chart["run"]["markers"] == 2  # none dropped
+    axis = browser.execute_script(
+        'const gd = document.querySelector("#flops [data-chart=\'gpt2/perplexity\']");'
+        "return [gd.layout.xaxis.tickvals, gd.layout.xaxis.ticktext, gd.data.map((t) => t.x[0])];")
+    tickvals, ticktext, xs = axis
+    assert ticktext[:2] == ["0", "1e13"] and tickvals[0] == pytest.approx(1e12)
+    assert sorted(x for x in xs if x is not None)[0] == pytest.approx(1e12)  # 0 FLOPs drawn at the '0' tick
+
+
 def test_without_plotly_html_is_a_one_line_error(sweep, tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "plotly", None)
     monkeypatch.setitem(sys.modules, "plotly.offline", None)

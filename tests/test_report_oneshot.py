@@ -28,7 +28,14 @@ import pytest
 from pgfsparse.cli.pgf_report import main
 from pgfsparse.report import best_markdown, collect_runs, summarize, to_markdown
 from pgfsparse.report.noise import NOISE_GROUP_BY, noise_levels, noise_markdown
-from pgfsparse.report.plots import accuracy_vs_flops, accuracy_vs_sparsity, gradient_noise, training_curves
+from pgfsparse.report.plots import (
+    accuracy_vs_flops,
+    accuracy_vs_sparsity,
+    dodged,
+    gradient_noise,
+    sparsity_marker,
+    training_curves,
+)
 from pgfsparse.report.table import GROUP_KEYS
 from pgfsparse.rundir.records import RunStatus, RunSummary
 
@@ -267,6 +274,25 @@ def test_noise_settings_and_lines_keep_the_starts_apart(tmp_path):
     assert keys == ["srste", "sparsity 2:4 from scratch", "sparsity 2:4 from wanda"]
     plain = [r for r in rows if r["oneshot"] == "none"]
     assert noise_levels(plain)[0]["keys"] == NOISE_GROUP_BY  # no start: noise.md as before
+
+
+def test_a_setting_that_trained_nothing_is_drawn_at_zero_flops():
+    """A magnitude prune evaluated untrained costs 0 FLOPs: drawn at the left end of a symlog axis, not dropped."""
+    def setting(recipe, oneshot, flops, loss):
+        return {"model": "gpt2", "metric": "loss", "headline": "as_trained", "sparsity": "1:8", "recipe": recipe,
+                "oneshot": oneshot, "train_flops": flops, "mean": loss, "std": None, "higher_is_better": False}
+
+    groups = [setting("none", "magnitude", 0.0, 5.1), setting("none", "sparsegpt", 3.6e11, 2.6),
+              setting("srste", "magnitude", 2.6e13, 1.7)]
+    (panel,) = [ax for ax in accuracy_vs_flops(groups).axes if ax.get_visible()]
+    markers = [line for line in panel.get_lines() if line.get_marker() == sparsity_marker("1:8")]
+    assert sorted((float(m.get_xdata()[0]), float(m.get_ydata()[0])) for m in markers) == [
+        (0.0, 5.1), (3.6e11, 2.6), (2.6e13, 1.7)]
+    assert panel.get_xscale() == "symlog" and "0 at the left" in panel.get_xlabel()
+    assert [t for t in panel.get_xticks() if t <= 1e11] == [0.0, 1e11]  # 0, then the smallest decade
+    assert dodged([0.0, 0.0, 5e13]) == [0.0, 0.0, 5e13]  # zeros are not spread on a log scale
+    trained = [g for g in groups if g["train_flops"] > 0]
+    assert accuracy_vs_flops(trained).axes[0].get_xscale() == "log"  # as before without such a setting
 
 
 def test_figures_draw_zero_step_rows_and_label_the_starts(starts, tmp_path):

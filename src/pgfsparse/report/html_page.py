@@ -227,41 +227,55 @@ SCRIPT = r"""
     const mine = (item) => item.model === panel.model && item.metric === panel.metric && item.flops != null;
     const runs = data.runs.filter((r) => mine(r) && shown(r));
     const settings = data.settings.filter((s) => mine(s) && shown(s));
+    // A setting that trained nothing (0 FLOPs: a magnitude prune evaluated untrained) has no place on a
+    // log axis: it is drawn a decade left of the smallest other value, on a tick labelled 0.
+    const all = runs.map((r) => r.flops).concat(settings.map((s) => s.flops));
+    const positive = all.filter((x) => x > 0);
+    const zeroAt = positive.length ? Math.pow(10, Math.floor(Math.log10(Math.min(...positive))) - 1) : 1;
+    const at = (x) => (x > 0 ? x : zeroAt);
     const traces = [];
     for (const s of settings) {
       const own = runs.filter((r) => r.setting === s.label);
       traces.push({
         type: "scatter", mode: "markers", meta: "run", name: s.label, legendgroup: s.label,
-        x: own.map((r) => r.flops), y: own.map((r) => r.value), text: own.map((r) => r.hover),
+        x: own.map((r) => at(r.flops)), y: own.map((r) => r.value), text: own.map((r) => r.hover),
         hovertemplate: hoverTemplate, marker: { color: s.color, symbol: s.symbol, size: 7, opacity: 0.55 },
       });
       traces.push({
         type: "scatter", mode: "markers", meta: "setting", name: s.label, legendgroup: s.label, showlegend: false,
-        x: [s.flops], y: [s.mean], text: [s.hover], hovertemplate: hoverTemplate,
+        x: [at(s.flops)], y: [s.mean], text: [s.hover], hovertemplate: hoverTemplate,
         error_y: { type: "data", array: [s.std || 0], visible: true, color: s.color, thickness: 1.2 },
         marker: { color: s.color, symbol: s.symbol, size: 13, line: { color: "white", width: 1 } },
       });
     }
     const front = paretoFront(settings.map((s) => ({ x: s.flops, y: s.mean })), panel.higher);
     if (front.length) {
-      const right = Math.max(...settings.map((s) => s.flops));
+      const right = at(Math.max(...settings.map((s) => s.flops)));
       traces.push({
         type: "scatter", mode: "lines+markers", meta: "front", name: "Pareto front (best at ≤ FLOPs)",
-        x: [...front.map((p) => p.x), right], y: [...front.map((p) => p.y), front[front.length - 1].y],
+        x: [...front.map((p) => at(p.x)), right], y: [...front.map((p) => p.y), front[front.length - 1].y],
         line: { shape: "hv", dash: "dash", color: "#404040", width: 1.2 }, hoverinfo: "skip",
         marker: { symbol: "circle-open", color: "#404040", size: [...front.map(() => 20), 0], line: { width: 1.5 } },
       });
     }
-    const xs = runs.map((r) => Math.log10(r.flops)).concat(settings.map((s) => Math.log10(s.flops)));
+    const xs = all.map((x) => Math.log10(at(x)));
     const axis = { type: "log", exponentformat: "e" };
+    let title = "training FLOPs (log scale)";
     if (xs.length && Math.max(...xs) - Math.min(...xs) < 0.05) {  // one FLOPs value: a narrow axis, not two decades
       axis.range = [Math.min(...xs) - 0.1, Math.max(...xs) + 0.1];
+    }
+    if (positive.length < all.length) {  // decades as ticks, the first one labelled 0
+      const decades = [];
+      for (let e = Math.round(Math.log10(zeroAt)); e <= Math.ceil(Math.max(...xs)); e++) decades.push(Math.pow(10, e));
+      Object.assign(axis, { tickmode: "array", tickvals: decades,
+                            ticktext: decades.map((d, i) => (i === 0 ? "0" : d.toExponential(0).replace("+", ""))) });
+      title = "training FLOPs (log scale; 0 at the left: untrained, no calibration)";
     }
     return draw(
       chart("flops", panel.model + "/" + panel.metric),
       traces,
       layout(panel.model + ": " + panel.name + " vs training FLOPs",
-             { title: "training FLOPs (log scale)", axis: axis }, { title: panel.label }),
+             { title: title, axis: axis }, { title: panel.label }),
       modelShown(panel.model),
     );
   }

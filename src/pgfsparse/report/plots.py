@@ -238,17 +238,33 @@ def _style_axes(ax, title: str, xlabel: str, ylabel: str) -> None:
     ax.grid(True, which="minor", alpha=0.12)
 
 
-def _log_flops_axis(ax, flops: List[float]) -> None:
+def _log_flops_axis(ax, flops: List[float]) -> str:
     """A log x axis labelled like 1.4e13: within one decade, about five evenly spaced labels
-    (matplotlib would label every minor tick there, and they overlap)."""
-    from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
+    (matplotlib would label every minor tick there, and they overlap). With settings that
+    trained nothing (0 FLOPs: a magnitude prune evaluated untrained) the axis is symlog, so 0
+    sits at its left end, linear up to the smallest decade of the others. Returns the axis label."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullFormatter
 
-    ax.set_xscale("log")
-    if max(flops) < 10 * min(flops):
-        ax.xaxis.set_major_locator(MaxNLocator(5))
+    positive = [x for x in flops if x > 0]
+    label = "training FLOPs (log scale)"
+    if len(positive) < len(flops):
+        if not positive:
+            ax.xaxis.set_major_locator(FixedLocator([0.0]))
+            return "training FLOPs (none: untrained)"
+        decade = 10 ** math.floor(math.log10(min(positive)))
+        ax.set_xscale("symlog", linthresh=decade, linscale=0.4)
+        top = math.ceil(math.log10(max(positive)))
+        ax.xaxis.set_major_locator(FixedLocator([0.0] + [10.0**e for e in range(int(math.log10(decade)), top + 1)]))
         ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.margins(x=0.08)
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:.2g}"))
+        label = "training FLOPs (log scale; 0 at the left: untrained, no calibration)"
+    else:
+        ax.set_xscale("log")
+        if max(flops) < 10 * min(flops):
+            ax.xaxis.set_major_locator(MaxNLocator(5))
+            ax.xaxis.set_minor_formatter(NullFormatter())
+            ax.margins(x=0.08)
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: "0" if x == 0 else f"{x:.2g}"))
+    return label
 
 
 def dodged(xs: Sequence[float], tolerance: float = 0.005, step: float = 0.02) -> List[float]:
@@ -259,10 +275,13 @@ def dodged(xs: Sequence[float], tolerance: float = 0.005, step: float = 0.02) ->
     spread symmetrically by `step` of the axis' log span (at least a tenth of a decade); the
     Pareto front and every table keep the true values.
     """
-    logs = [math.log10(x) for x in xs]
-    span = max(max(logs) - min(logs), 0.1)
+    positive = [i for i, x in enumerate(xs) if x > 0]  # 0 (trained nothing) stays where it is
+    if not positive:
+        return list(xs)
+    logs = {i: math.log10(xs[i]) for i in positive}
+    span = max(max(logs.values()) - min(logs.values()), 0.1)
     clusters: List[List[int]] = []
-    for i in sorted(range(len(xs)), key=logs.__getitem__):
+    for i in sorted(positive, key=logs.__getitem__):
         if clusters and logs[i] - logs[clusters[-1][0]] <= math.log10(1 + tolerance):
             clusters[-1].append(i)
         else:
@@ -282,7 +301,7 @@ def accuracy_vs_flops(groups: List[Dict[str, Any]], out: Optional[Path] = None):
     """
     from matplotlib.lines import Line2D
 
-    points = [g for g in groups if g.get("train_flops") and g.get("mean") is not None]
+    points = [g for g in groups if g.get("train_flops") is not None and g.get("mean") is not None]
     if not points:
         raise NothingToPlot("accuracy_vs_flops: no finished run has both training FLOPs and a metric value")
     panels = _by(points, "model", "metric")
@@ -306,11 +325,11 @@ def accuracy_vs_flops(groups: List[Dict[str, Any]], out: Optional[Path] = None):
         front = pareto_front(((g["train_flops"], g["mean"]) for g in items), higher)
         xs, ys = [x for x, _ in front], [y for _, y in front]
         ax.step(xs + [max(flops)], ys + [ys[-1]], where="post", ls="--", lw=1.2, color="0.25", zorder=0)
-        _log_flops_axis(ax, flops)
+        xlabel = _log_flops_axis(ax, flops)
         _style_axes(
             ax,
             f"{model}: {metric_name(metric)} vs training FLOPs",
-            "training FLOPs (log scale)",
+            xlabel,
             metric_label(metric, items[0]["headline"] == "strict", higher),
         )
     for ax in axes[len(panels) :]:

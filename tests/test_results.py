@@ -170,6 +170,7 @@ def prose_sections():
     page, readme = RESULTS_DOC.read_text(), (ROOT / "README.md").read_text()
     between = lambda text, start, end: text[text.index(start):text.index(end, text.index(start))]
     return {"docs/results.md status": between(page, "**Status", "## Setting"),
+            "docs/results.md prune, then recover": between(page, "## Prune, then recover", "## Reading"),
             "docs/results.md reading": between(page, "## Reading", "## Still to run"),
             "README.md headline result": between(readme, "## Headline result", "\n## ")}
 

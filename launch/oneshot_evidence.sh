@@ -21,6 +21,8 @@
 #   3. recovery: {magnitude, SparseGPT} x {2:4, 1:8} x {fixed_mask, srste, mdgf_exp, sdgf_step}, seeds 0 and 1,
 #      600 steps each (experiment=shakespeare_gpt_recover: 20% of the dense run's steps)
 #   4. SR-STE from SparseGPT at 1:8 given MDGF-Exp's training FLOPs there, seeds 0 and 1
+#   5. the control: the dense start trained on for the same 600 steps (no prune), seeds 0 and 1: what the
+#      recovery steps alone give, so a recovered loss is read against it rather than against the start
 set -uo pipefail
 export PGF_DATA_DIR="${PGF_DATA_DIR:-../shared/data}" HF_HUB_OFFLINE=1
 PIN=${PIN:-93c83e8}
@@ -87,4 +89,7 @@ for seed in 0 1; do
     point shakespeare_recover_isoflop experiment=shakespeare_gpt_recover oneshot=sparsegpt sparsity=1:8 \
       recipe=srste "seed=$seed" budget.steps=null "budget.train_flops=$flops"
   fi
+done
+for seed in 0 1; do  # the control: the dense start, trained on for the recovery's 600 steps
+  point shakespeare_recover experiment=shakespeare_gpt_recover "seed=$seed"
 done

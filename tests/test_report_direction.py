@@ -210,6 +210,9 @@ def test_every_metric_gets_better_or_worse_by_its_own_direction(lm_runs, tmp_pat
         ("ste", "loss", "steps=2000"): "no difference",
         ("ste", "token_acc", "steps=2000"): "no difference",
     }
+    differences = {k: v[:2] for k, v in compare_readings(out / "compare.md").items()}
+    assert differences[("mdgf_exp", "loss", "steps=2000")] == ("-0.500", "0.200")  # a loss: 3 decimals, as its table
+    assert differences[("mdgf_exp", "token_acc", "steps=2000")] == ("+9.00", "2.00")
     best = {(g["metric"], g["recipe"]) for g in best_groups(summarize(collect_runs([str(lm_runs)]), "loss,token_acc"))}
     assert best == {("loss", "mdgf_exp"), ("token_acc", "mdgf_exp")}
     assert best_groups(summarize(collect_runs([str(lm_runs)]), "perplexity"))[0]["recipe"] == "mdgf_exp"

@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional, Tuple
 
 from pgfsparse.report.collect import ReportError
-from pgfsparse.report.table import LABELS, direction_words, key_cells, markdown_table
+from pgfsparse.report.table import LABELS, decimals, direction_words, key_cells, markdown_table
 
 FREE_KEYS = ("budget",)  # a baseline may differ in these too: equal epochs and equal FLOPs both show
 
@@ -111,8 +111,8 @@ def compare_markdown(pairs: List[Dict[str, Any]], key: str, value: str) -> str:
             + [
                 group["metric"],
                 str(base.get("budget") or "-"),
-                _signed(pair["difference"]),
-                _plain(pair["spread"]),
+                _signed(pair["difference"], group["metric"]),
+                _plain(pair["spread"], group["metric"]),
                 f"{group['n']} vs {base['n']}",
                 _ratio(pair["flops_ratio"]),
                 pair["reading"],
@@ -127,12 +127,12 @@ def _directions(pairs: List[Dict[str, Any]]) -> str:
     return "; ".join(f"{metric}: {direction_words(higher)}" for metric, higher in seen.items())
 
 
-def _signed(value: Optional[float]) -> str:
-    return "-" if value is None else f"{value:+.2f}"
+def _signed(value: Optional[float], metric: str) -> str:
+    return "-" if value is None else f"{value:+.{decimals(metric)}f}"
 
 
-def _plain(value: Optional[float]) -> str:
-    return "-" if value is None else f"{value:.2f}"
+def _plain(value: Optional[float], metric: str) -> str:
+    return "-" if value is None else f"{value:.{decimals(metric)}f}"
 
 
 def _ratio(value: Optional[float]) -> str:

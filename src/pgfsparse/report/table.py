@@ -217,11 +217,14 @@ def format_minutes(seconds: Optional[float]) -> str:
     return "-" if seconds is None else f"{seconds / 60:.1f} min"
 
 
+def decimals(metric: Optional[str]) -> int:
+    """How many decimals a metric's values print with: 2; 3 for a loss (nats: 1.891 vs 1.898 is the difference
+    between two seeds)."""
+    return 3 if metric and metric.endswith("loss") else 2
+
+
 def _fmt(value: Optional[float], metric: Optional[str] = None) -> str:
-    """2 decimals; 3 for a loss (nats: 1.891 vs 1.898 is the difference between two seeds)."""
-    if value is None:
-        return "-"
-    return f"{value:.3f}" if metric and metric.endswith("loss") else f"{value:.2f}"
+    return "-" if value is None else f"{value:.{decimals(metric)}f}"
 
 
 def _order(group: Dict[str, Any]) -> Tuple[str, str]:

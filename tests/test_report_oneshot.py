@@ -33,6 +33,7 @@ from pgfsparse.report.plots import (
     accuracy_vs_sparsity,
     dodged,
     gradient_noise,
+    needs_zoom,
     sparsity_marker,
     training_curves,
 )
@@ -284,7 +285,7 @@ def test_a_setting_that_trained_nothing_is_drawn_at_zero_flops():
 
     groups = [setting("none", "magnitude", 0.0, 5.1), setting("none", "sparsegpt", 3.6e11, 2.6),
               setting("srste", "magnitude", 2.6e13, 1.7)]
-    (panel,) = [ax for ax in accuracy_vs_flops(groups).axes if ax.get_visible()]
+    panel, zoom = [ax for ax in accuracy_vs_flops(groups).axes if ax.get_visible()]  # untrained rows: a zoom row
     markers = [line for line in panel.get_lines() if line.get_marker() == sparsity_marker("1:8")]
     assert sorted((float(m.get_xdata()[0]), float(m.get_ydata()[0])) for m in markers) == [
         (0.0, 5.1), (3.6e11, 2.6), (2.6e13, 1.7)]
@@ -293,6 +294,32 @@ def test_a_setting_that_trained_nothing_is_drawn_at_zero_flops():
     assert dodged([0.0, 0.0, 5e13]) == [0.0, 0.0, 5e13]  # zeros are not spread on a log scale
     trained = [g for g in groups if g["train_flops"] > 0]
     assert accuracy_vs_flops(trained).axes[0].get_xscale() == "log"  # as before without such a setting
+
+
+def test_untrained_rows_that_dwarf_the_trained_ones_get_a_zoom_row():
+    """Recovered losses 0.01 apart under untrained prunes 3.4 nats above: a second row shows only the trained."""
+    def setting(recipe, oneshot, sparsity, budget, loss):
+        return {"model": "gpt2", "metric": "loss", "headline": "as_trained", "sparsity": sparsity, "recipe": recipe,
+                "oneshot": oneshot, "budget": budget, "train_flops": 0.0 if recipe == "none" else 2e13,
+                "mean": loss, "std": None, "higher_is_better": False}
+
+    trained = [setting("srste", "magnitude", "2:4", "steps=600", 1.556), setting("srste", "magnitude", "1:8", "steps=600", 1.676),
+               setting("srste", "sparsegpt", "1:8", "train_flops=3e13", 1.645)]
+    groups = [setting("none", "magnitude", "2:4", "steps=0", 1.619), setting("none", "magnitude", "1:8", "steps=0", 5.146),
+              *trained]
+    assert needs_zoom(groups) and not needs_zoom(trained)  # span 3.59 > 4 x 0.12; no untrained row: no zoom
+    assert not needs_zoom([*trained, setting("none", "sparsegpt", "2:4", "steps=0", 1.579)])  # inside 4 x the span
+    figure = accuracy_vs_sparsity(groups)
+    panel, zoom = [ax for ax in figure.axes if ax.get_visible()]
+    ys = lambda ax: sorted(float(y) for line in ax.get_lines() for y in line.get_ydata() if line.get_marker() != "_")
+    assert 5.146 in ys(panel) and 5.146 not in ys(zoom) and ys(zoom) == [1.556, 1.645, 1.676]
+    assert "zoom" in zoom.get_title() and zoom.get_ylim()[1] < 2
+    # one look per kind: line style = start, marker = budget, so the two "srste" lines are told apart
+    handles = {t.get_text(): h for t, h in zip(figure.legends[0].get_texts(), figure.legends[0].legend_handles)}
+    assert handles["from magnitude"].get_linestyle() != handles["from sparsegpt"].get_linestyle()
+    markers = [handles[b].get_marker() for b in ("steps=0", "steps=600", "train_flops=3e13")]
+    assert len(set(markers)) == 3
+    assert len([ax for ax in accuracy_vs_sparsity(trained).axes if ax.get_visible()]) == 1
 
 
 def test_figures_draw_zero_step_rows_and_label_the_starts(starts, tmp_path):
@@ -307,7 +334,7 @@ def test_figures_draw_zero_step_rows_and_label_the_starts(starts, tmp_path):
     xs = sorted(float(line.get_xdata()[0]) for line in markers)
     assert xs[0] == CALIBRATION_FLOPS  # the untrained prune: its calibration's FLOPs, far left
     assert {line.get_fillstyle() for line in markers} == {"full", "none", "bottom"}  # scratch, wanda, sparsegpt
-    lines = accuracy_vs_sparsity(groups).legends[0].get_texts()
-    assert "steps=0 from wanda" in [t.get_text() for t in lines]
+    lines = [t.get_text() for t in accuracy_vs_sparsity(groups).legends[0].get_texts()]
+    assert {"from scratch", "from wanda", "from sparsegpt", "steps=0"} <= set(lines)
     with pytest.raises(ValueError, match="no finished run has train loss"):
         training_curves(collect_runs([str(starts)]))  # no curves logged: one line, not a crash

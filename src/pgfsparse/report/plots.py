@@ -11,7 +11,9 @@ shows it inline) and, given `out`, also writes <out>/<name>.png (dpi 150) and
 Each recipe has one colour in every figure (RECIPE_COLORS), each sparsity one marker.
 Runs that started from a one-shot prune are told apart from those trained from scratch
 only when there are any: hollow or half-filled markers (ONESHOT_FILLS) and their own line
-styles, labelled "from wanda"; recipe "none" is a one-shot prune evaluated untrained.
+styles, labelled "from wanda"; recipe "none" is a one-shot prune evaluated untrained. Where
+such untrained rows stretch an axis far past the trained settings, a second row of panels
+zooms on the trained ones.
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ SPARSITY_MARKERS = {
 }
 _MORE_MARKERS = ("<", ">", "h", "p", "8", "d")
 _LINESTYLES = ("-", "--", ":", "-.")
+_BUDGET_MARKERS = ("o", "s", "^", "D", "v", "P")
 PERCENT_METRICS = {
     "top1": "top-1",
     "top5": "top-5",
@@ -243,7 +246,7 @@ def _log_flops_axis(ax, flops: List[float]) -> str:
     (matplotlib would label every minor tick there, and they overlap). With settings that
     trained nothing (0 FLOPs: a magnitude prune evaluated untrained) the axis is symlog, so 0
     sits at its left end, linear up to the smallest decade of the others. Returns the axis label."""
-    from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullFormatter
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 
     positive = [x for x in flops if x > 0]
     label = "training FLOPs (log scale)"
@@ -259,8 +262,10 @@ def _log_flops_axis(ax, flops: List[float]) -> str:
         label = "training FLOPs (log scale; 0 at the left: untrained, no calibration)"
     else:
         ax.set_xscale("log")
-        if max(flops) < 10 * min(flops):
-            ax.xaxis.set_major_locator(MaxNLocator(5))
+        if max(flops) < 10 * min(flops):  # five labels evenly spaced on the log scale, 2 significant digits
+            low, high = min(flops), max(flops)
+            ticks = [low * (high / low) ** (i / 4) for i in range(5)] if high > low else [low]
+            ax.xaxis.set_major_locator(FixedLocator(sorted({float(f"{t:.2g}") for t in ticks})))
             ax.xaxis.set_minor_formatter(NullFormatter())
             ax.margins(x=0.08)
     ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: "0" if x == 0 else f"{x:.2g}"))
@@ -298,6 +303,8 @@ def accuracy_vs_flops(groups: List[Dict[str, Any]], out: Optional[Path] = None):
     """Headline metric vs training FLOPs (log x), one point per group with seed std; dashed Pareto front.
 
     Points at the same FLOPs (an iso-FLOP run and the run it matches) are drawn side by side (`dodged`).
+    When untrained one-shot rows stretch a panel's axis far beyond the trained settings, a second row
+    zooms on the trained ones (`needs_zoom`).
     """
     from matplotlib.lines import Line2D
 
@@ -305,54 +312,58 @@ def accuracy_vs_flops(groups: List[Dict[str, Any]], out: Optional[Path] = None):
     if not points:
         raise NothingToPlot("accuracy_vs_flops: no finished run has both training FLOPs and a metric value")
     panels = _by(points, "model", "metric")
-    fig, axes = _figure(len(panels))
-    for ax, ((model, metric), items) in zip(axes, panels.items()):
-        flops = [g["train_flops"] for g in items]
-        for g, x in zip(items, dodged(flops)):
-            color = recipe_color(g.get("recipe"))
-            ax.errorbar(
-                x,
-                g["mean"],
-                yerr=g.get("std") or 0,
-                color=color,
-                marker=sparsity_marker(g.get("sparsity")),
-                ms=8,
-                ls="none",
-                capsize=3,
-                **_start_marker(g, color),
-            )
-        higher = items[0].get("higher_is_better", True)
-        front = pareto_front(((g["train_flops"], g["mean"]) for g in items), higher)
-        xs, ys = [x for x, _ in front], [y for _, y in front]
-        ax.step(xs + [max(flops)], ys + [ys[-1]], where="post", ls="--", lw=1.2, color="0.25", zorder=0)
-        xlabel = _log_flops_axis(ax, flops)
-        _style_axes(
-            ax,
-            f"{model}: {metric_name(metric)} vs training FLOPs",
-            xlabel,
-            metric_label(metric, items[0]["headline"] == "strict", higher),
-        )
-    for ax in axes[len(panels) :]:
-        ax.set_visible(False)
+    zooms = {key: needs_zoom(items) for key, items in panels.items()}
+    top, bottom = _panel_rows(len(panels), any(zooms.values()))
+    for ax, zoom_ax, ((model, metric), items) in zip(top, bottom, panels.items()):
+        title = f"{model}: {metric_name(metric)} vs training FLOPs"
+        _flops_panel(ax, items, title)
+        if zooms[(model, metric)]:
+            _flops_panel(zoom_ax, [g for g in items if not _untrained(g)], f"{title}: {_ZOOM_WORDS}")
+        elif zoom_ax is not None:
+            zoom_ax.set_visible(False)
     front_key = Line2D([], [], ls="--", color="0.25", label="Pareto front (best at ≤ FLOPs)")
     starts = _start_keys(g.get("oneshot") for g in points) if any(one_shot_start(g) for g in points) else []
     _legend(
-        fig,
+        top[0].figure,
         _ordered((g.get("recipe") for g in points), "recipe"),
         _ordered((g.get("sparsity") for g in points), "sparsity"),
         extra=[*starts, front_key],
     )
-    save(fig, out, "accuracy_vs_flops")
-    return fig
+    save(top[0].figure, out, "accuracy_vs_flops")
+    return top[0].figure
+
+
+def _flops_panel(ax, items: List[Dict[str, Any]], title: str) -> None:
+    flops = [g["train_flops"] for g in items]
+    for g, x in zip(items, dodged(flops)):
+        color = recipe_color(g.get("recipe"))
+        ax.errorbar(
+            x,
+            g["mean"],
+            yerr=g.get("std") or 0,
+            color=color,
+            marker=sparsity_marker(g.get("sparsity")),
+            ms=8,
+            ls="none",
+            capsize=3,
+            **_start_marker(g, color),
+        )
+    higher = items[0].get("higher_is_better", True)
+    front = pareto_front(((g["train_flops"], g["mean"]) for g in items), higher)
+    xs, ys = [x for x, _ in front], [y for _, y in front]
+    ax.step(xs + [max(flops)], ys + [ys[-1]], where="post", ls="--", lw=1.2, color="0.25", zorder=0)
+    xlabel = _log_flops_axis(ax, flops)
+    _style_axes(ax, title, xlabel, metric_label(items[0].get("metric"), items[0]["headline"] == "strict", higher))
 
 
 def accuracy_vs_sparsity(groups: List[Dict[str, Any]], out: Optional[Path] = None):
     """Headline metric vs M/N (log2 x, ticks named by pattern), a line per recipe; dense as a band.
 
-    Mixed patterns (ff=1:8,qk=1:4) have no single M/N and are left to the table.
+    Mixed patterns (ff=1:8,qk=1:4) have no single M/N and are left to the table. With one-shot
+    starts, a line's style is its start and its marker its budget; without, its style is its budget
+    (and variant). Untrained rows that stretch the axis get a zoomed second row, as in accuracy_vs_flops.
     """
     from matplotlib.lines import Line2D
-    from matplotlib.ticker import NullLocator
 
     valued = [g for g in groups if g.get("mean") is not None]
     sparse = [g for g in valued if g.get("sparsity") != "dense" and _plain_ratio(g.get("sparsity"))]
@@ -362,90 +373,149 @@ def accuracy_vs_sparsity(groups: List[Dict[str, Any]], out: Optional[Path] = Non
         )
     dense = [g for g in valued if g.get("sparsity") == "dense"]
     panels = _by(sparse, "model", "metric")
-    fig, axes = _figure(len(panels))
-    several_budgets = len({g.get("budget") for g in sparse + dense}) > 1
+    dense_of = {key: [g for g in dense if (g.get("model"), g.get("metric")) == key] for key in panels}
+    zooms = {key: needs_zoom(items + dense_of[key]) for key, items in panels.items()}
+    top, bottom = _panel_rows(len(panels), any(zooms.values()))
     starts = any(one_shot_start(g) for g in sparse)
-    styles = _line_styles(sparse, starts)
-    for ax, ((model, metric), items) in zip(axes, panels.items()):
-        for (recipe, *_), line in _by(items, "recipe", "budget", "oneshot", "variant").items():
-            line = sorted(line, key=_single_ratio)
-            color = recipe_color(recipe)
-            ax.errorbar(
-                [_single_ratio(g) for g in line],
-                [g["mean"] for g in line],
-                yerr=[g.get("std") or 0 for g in line],
-                color=color,
-                marker="o",
-                ms=5,
-                capsize=3,
-                lw=1.6,
-                ls=styles[_line_style_key(line[0], starts)],
-                **(_start_marker(line[0], color) if one_shot_start(line[0]) else {}),
-            )
-        for g in dense:
-            if (g.get("model"), g.get("metric")) == (model, metric):
-                color = recipe_color(g.get("recipe"))
-                ax.axhline(g["mean"], color=color, ls=":", lw=1.5)
-                if g.get("std"):
-                    ax.axhspan(g["mean"] - g["std"], g["mean"] + g["std"], color=color, alpha=0.12, lw=0)
-                ax.annotate(
-                    f"dense{' ' + g['budget'] if several_budgets and g.get('budget') else ''}",
-                    (0.01, g["mean"]),
-                    xycoords=("axes fraction", "data"),
-                    textcoords="offset points",
-                    xytext=(2, 3),
-                    fontsize="small",
-                    color=color,
-                )
-        ratios: Dict[float, List[str]] = {}
-        for g in items:
-            ratios.setdefault(_single_ratio(g), []).append(g["sparsity"])
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(sorted(ratios))
-        ax.set_xticklabels(["/".join(sorted(set(ratios[r]))) for r in sorted(ratios)])
-        ax.xaxis.set_minor_locator(NullLocator())
-        if len(ratios) == 1:  # one tick: give the axis some width around it
-            only = next(iter(ratios))
-            ax.set_xlim(only / 1.5, only * 1.5)
-        _style_axes(
-            ax,
-            f"{model}: {metric_name(metric)} vs N:M sparsity",
-            "N:M pattern (M/N on a log2 scale; sparser to the right)",
-            metric_label(metric, items[0]["headline"] == "strict", items[0].get("higher_is_better", True)),
+    look = _SparsityLook(sparse, starts, several_budgets=len({g.get("budget") for g in sparse + dense}) > 1)
+    for ax, zoom_ax, (key, items) in zip(top, bottom, panels.items()):
+        title = f"{key[0]}: {metric_name(key[1])} vs N:M sparsity"
+        _sparsity_panel(ax, items, dense_of[key], look, title)
+        if zooms[key]:
+            trained = [g for g in items if not _untrained(g)]
+            _sparsity_panel(zoom_ax, trained, dense_of[key], look, f"{title}: {_ZOOM_WORDS}")
+        elif zoom_ax is not None:
+            zoom_ax.set_visible(False)
+    extra = [Line2D([], [], color="0.35", ls=ls, label=label) for label, ls in look.style_keys()]
+    extra += [Line2D([], [], color="0.35", marker=m, ls="none", ms=6, label=label) for label, m in look.marker_keys()]
+    _legend(top[0].figure, _ordered((g.get("recipe") for g in sparse + dense), "recipe"), extra=extra)
+    save(top[0].figure, out, "accuracy_vs_sparsity")
+    return top[0].figure
+
+
+class _SparsityLook:
+    """How accuracy_vs_sparsity tells its lines apart. From scratch only: a line style per budget
+    and variant. With one-shot starts: a line style (and marker fill) per start, a marker per budget
+    and variant, so no two kinds of line share a look however many budgets there are."""
+
+    def __init__(self, groups: List[Dict[str, Any]], starts: bool, several_budgets: bool):
+        self.starts, self.several_budgets = starts, several_budgets
+        budgets = sorted(
+            {(g.get("budget") or "", g.get("variant") or "") for g in groups},
+            key=lambda k: (sort_value("budget", k[0]), k[1]),
         )
-    for ax in axes[len(panels) :]:
-        ax.set_visible(False)
-    extra = [
-        Line2D([], [], color="0.35", ls=ls, label=_line_style_label(v, starts))
-        for v, ls in styles.items()
-        if len(styles) > 1
-    ]
-    _legend(fig, _ordered((g.get("recipe") for g in sparse + dense), "recipe"), extra=extra)
-    save(fig, out, "accuracy_vs_sparsity")
-    return fig
+        self.budgets = {k: i for i, k in enumerate(budgets)}
+        self.start_names = _ordered((g.get("oneshot") or "none" for g in groups), "oneshot") if starts else []
 
-
-def _line_style_key(group: Dict[str, Any], starts: bool) -> Tuple[str, ...]:
-    """What a sparsity line's style tells: its budget and variant, and its start when any run had a one-shot one."""
-    if not starts:
+    def _budget(self, group: Dict[str, Any]) -> Tuple[str, str]:
         return (group.get("budget") or "", group.get("variant") or "")
-    return (group.get("budget") or "", group.get("oneshot") or "none", group.get("variant") or "")
+
+    def style(self, group: Dict[str, Any]) -> str:
+        i = self.start_names.index(group.get("oneshot") or "none") if self.starts else self.budgets[self._budget(group)]
+        return _LINESTYLES[i % len(_LINESTYLES)]
+
+    def marker(self, group: Dict[str, Any]) -> str:
+        return _BUDGET_MARKERS[self.budgets[self._budget(group)] % len(_BUDGET_MARKERS)] if self.starts else "o"
+
+    def style_keys(self) -> List[Tuple[str, str]]:
+        """(legend label, line style) pairs, when styles tell more than one thing apart."""
+        if self.starts:
+            return [(start_words(s), _LINESTYLES[i % len(_LINESTYLES)]) for i, s in enumerate(self.start_names)]
+        if len(self.budgets) < 2:
+            return []
+        return [(" ".join(x for x in k if x), _LINESTYLES[i % len(_LINESTYLES)]) for k, i in self.budgets.items()]
+
+    def marker_keys(self) -> List[Tuple[str, str]]:
+        if not self.starts or len(self.budgets) < 2:
+            return []
+        return [
+            (" ".join(x for x in k if x), _BUDGET_MARKERS[i % len(_BUDGET_MARKERS)]) for k, i in self.budgets.items()
+        ]
 
 
-def _line_styles(groups: List[Dict[str, Any]], starts: bool) -> Dict[Tuple[str, ...], str]:
-    """A line style per budget and variant (and start); from scratch before the one-shot starts."""
-    if not starts:
-        keys = _ordered((_line_style_key(g, False) for g in groups), "variant")
-    else:
-        found = {_line_style_key(g, True) for g in groups}
-        keys = sorted(found, key=lambda k: (sort_value("budget", k[0]), sort_value("oneshot", k[1]), k[2]))
-    return {k: _LINESTYLES[i % len(_LINESTYLES)] for i, k in enumerate(keys)}
+def _sparsity_panel(ax, items, dense, look: _SparsityLook, title: str) -> None:
+    from matplotlib.ticker import NullLocator
+
+    for (recipe, *_), line in _by(items, "recipe", "budget", "oneshot", "variant").items():
+        line = sorted(line, key=_single_ratio)
+        color = recipe_color(recipe)
+        ax.errorbar(
+            [_single_ratio(g) for g in line],
+            [g["mean"] for g in line],
+            yerr=[g.get("std") or 0 for g in line],
+            color=color,
+            marker=look.marker(line[0]),
+            ms=5,
+            capsize=3,
+            lw=1.6,
+            ls=look.style(line[0]),
+            **(_start_marker(line[0], color) if one_shot_start(line[0]) else {}),
+        )
+    for i, g in enumerate(sorted(dense, key=lambda g: g["mean"])):
+        color = recipe_color(g.get("recipe"))
+        ax.axhline(g["mean"], color=color, ls=":", lw=1.5)
+        if g.get("std"):
+            ax.axhspan(g["mean"] - g["std"], g["mean"] + g["std"], color=color, alpha=0.12, lw=0)
+        left = i % 2 == 0  # two dense lines close together: labels at opposite ends, not on top of each other
+        ax.annotate(
+            f"dense{' ' + g['budget'] if look.several_budgets and g.get('budget') else ''}",
+            (0.01 if left else 0.99, g["mean"]),
+            xycoords=("axes fraction", "data"),
+            textcoords="offset points",
+            xytext=(2 if left else -2, 3),
+            ha="left" if left else "right",
+            fontsize="small",
+            color=color,
+        )
+    ratios: Dict[float, List[str]] = {}
+    for g in items:
+        ratios.setdefault(_single_ratio(g), []).append(g["sparsity"])
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(sorted(ratios))
+    ax.set_xticklabels(["/".join(sorted(set(ratios[r]))) for r in sorted(ratios)])
+    ax.xaxis.set_minor_locator(NullLocator())
+    if len(ratios) == 1:  # one tick: give the axis some width around it
+        only = next(iter(ratios))
+        ax.set_xlim(only / 1.5, only * 1.5)
+    higher = items[0].get("higher_is_better", True)
+    _style_axes(
+        ax,
+        title,
+        "N:M pattern (M/N on a log2 scale; sparser to the right)",
+        metric_label(items[0].get("metric"), items[0]["headline"] == "strict", higher),
+    )
 
 
-def _line_style_label(key: Tuple[str, ...], starts: bool) -> str:
-    """'epochs=24 depth=3'; with starts 'steps=2000 from wanda'."""
-    parts = (key[0], start_words(key[1]), key[2]) if starts else key
-    return " ".join(x for x in parts if x)
+# -- the zoom on trained settings --------------------------------------------------------------------
+_ZOOM_WORDS = "trained settings only (zoom)"
+
+
+def _untrained(group: Dict[str, Any]) -> bool:
+    """A one-shot prune evaluated with no training (budget.steps=0): its recipe reads none."""
+    return group.get("recipe") == "none"
+
+
+def needs_zoom(items: List[Dict[str, Any]], stretch: float = 4.0) -> bool:
+    """Do untrained rows stretch this panel's metric range over `stretch` times the trained settings'?
+
+    An untrained 1:16 prune can sit 5 nats above recovered models that differ by 0.01: on a shared
+    axis the trained ones collapse into one line, so they get a panel of their own.
+    """
+    trained = [g["mean"] for g in items if not _untrained(g)]
+    if not trained or len(trained) == len(items):
+        return False
+    every = [g["mean"] for g in items]
+    spread = max(trained) - min(trained)
+    return max(every) - min(every) > stretch * spread if spread > 0 else max(every) > min(every)
+
+
+def _panel_rows(panels: int, zoom: bool) -> Tuple[List[Any], List[Any]]:
+    """The row of panels and, with `zoom`, the row of their zooms below it (else None for each)."""
+    fig, axes = _figure(2 * panels if zoom else panels, rows=2 if zoom else 1)
+    cols = len(axes) // (2 if zoom else 1)
+    for ax in axes[panels:cols] + axes[cols + panels :]:
+        ax.set_visible(False)
+    return axes[:panels], axes[cols : cols + panels] if zoom else [None] * panels
 
 
 def _plain_ratio(sparsity: Optional[str]) -> Optional[float]:

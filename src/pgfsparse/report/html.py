@@ -26,7 +26,15 @@ from pgfsparse.report.collect import ReportError, read_events
 from pgfsparse.report.compare import compare, compare_markdown
 from pgfsparse.report.html_page import render
 from pgfsparse.report.noise import NOISE_KEYS
-from pgfsparse.report.plots import metric_label, metric_name, recipe_color, running_mean, sparsity_marker
+from pgfsparse.report.plots import (
+    FLOPS_AXIS,
+    FLOPS_AXIS_WITH_ZERO,
+    metric_label,
+    metric_name,
+    recipe_color,
+    running_mean,
+    sparsity_marker,
+)
 from pgfsparse.report.table import (
     LABELS,
     _fmt,
@@ -110,6 +118,7 @@ def page_data(
     data = {
         "title": title,
         "headline": LABELS["strict" if strict else "as_trained"],
+        "axes": {"flops": FLOPS_AXIS, "flops_with_zero": FLOPS_AXIS_WITH_ZERO},
         "filters": filters,
         "directions": _directions(groups),
         "table": _table(groups, filters),

@@ -260,7 +260,7 @@ SCRIPT = r"""
     }
     const xs = all.map((x) => Math.log10(at(x)));
     const axis = { type: "log", exponentformat: "e" };
-    let title = "training FLOPs (log scale)";
+    let title = data.axes.flops;
     if (xs.length && Math.max(...xs) - Math.min(...xs) < 0.05) {  // one FLOPs value: a narrow axis, not two decades
       axis.range = [Math.min(...xs) - 0.1, Math.max(...xs) + 0.1];
     }
@@ -269,7 +269,7 @@ SCRIPT = r"""
       for (let e = Math.round(Math.log10(zeroAt)); e <= Math.ceil(Math.max(...xs)); e++) decades.push(Math.pow(10, e));
       Object.assign(axis, { tickmode: "array", tickvals: decades,
                             ticktext: decades.map((d, i) => (i === 0 ? "0" : d.toExponential(0).replace("+", ""))) });
-      title = "training FLOPs (log scale; 0 at the left: untrained, no calibration)";
+      title = data.axes.flops_with_zero;
     }
     return draw(
       chart("flops", panel.model + "/" + panel.metric),

@@ -64,6 +64,9 @@ SPARSITY_MARKERS = {
 }
 _MORE_MARKERS = ("<", ">", "h", "p", "8", "d")
 _LINESTYLES = ("-", "--", ":", "-.")
+# Axis titles the report page (html.py) shows too, so each is written once.
+FLOPS_AXIS = "training FLOPs (log scale)"
+FLOPS_AXIS_WITH_ZERO = "training FLOPs (log scale; 0 at the left: untrained, no calibration)"
 _BUDGET_MARKERS = ("o", "s", "^", "D", "v", "P")
 PERCENT_METRICS = {
     "top1": "top-1",
@@ -249,7 +252,7 @@ def _log_flops_axis(ax, flops: List[float]) -> str:
     from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 
     positive = [x for x in flops if x > 0]
-    label = "training FLOPs (log scale)"
+    label = FLOPS_AXIS
     if len(positive) < len(flops):
         if not positive:
             ax.xaxis.set_major_locator(FixedLocator([0.0]))
@@ -259,7 +262,7 @@ def _log_flops_axis(ax, flops: List[float]) -> str:
         top = math.ceil(math.log10(max(positive)))
         ax.xaxis.set_major_locator(FixedLocator([0.0] + [10.0**e for e in range(int(math.log10(decade)), top + 1)]))
         ax.xaxis.set_minor_formatter(NullFormatter())
-        label = "training FLOPs (log scale; 0 at the left: untrained, no calibration)"
+        label = FLOPS_AXIS_WITH_ZERO
     else:
         ax.set_xscale("log")
         if max(flops) < 10 * min(flops):  # five labels evenly spaced on the log scale, 2 significant digits

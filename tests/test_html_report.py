@@ -33,6 +33,7 @@ from pathlib import Path
 import pytest
 
 from pgfsparse.cli.pgf_report import main
+from pgfsparse.report.plots import FLOPS_AXIS_WITH_ZERO
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 INSTALL = "apt-get install chromium chromium-driver"
@@ -302,8 +303,10 @@ def test_a_setting_that_trained_nothing_sits_on_a_zero_tick(browser, tmp_path):
     assert chart["setting"]["markers"] == 2 and chart["run"]["markers"] == 2  # none dropped
     axis = browser.execute_script(
         'const gd = document.querySelector("#flops [data-chart=\'gpt2/perplexity\']");'
-        "return [gd.layout.xaxis.tickvals, gd.layout.xaxis.ticktext, gd.data.map((t) => t.x[0])];")
-    tickvals, ticktext, xs = axis
+        "return [gd.layout.xaxis.tickvals, gd.layout.xaxis.ticktext, gd.data.map((t) => t.x[0]),"
+        " gd.layout.xaxis.title.text];")
+    tickvals, ticktext, xs, title = axis
+    assert title == FLOPS_AXIS_WITH_ZERO  # the PNG's title, from one place
     assert ticktext[:2] == ["0", "1e13"] and tickvals[0] == pytest.approx(1e12)
     assert sorted(x for x in xs if x is not None)[0] == pytest.approx(1e12)  # 0 FLOPs drawn at the '0' tick
 

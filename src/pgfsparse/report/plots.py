@@ -249,7 +249,7 @@ def _log_flops_axis(ax, flops: List[float]) -> str:
     (matplotlib would label every minor tick there, and they overlap). With settings that
     trained nothing (0 FLOPs: a magnitude prune evaluated untrained) the axis is symlog, so 0
     sits at its left end, linear up to the smallest decade of the others. Returns the axis label."""
-    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
+    from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
     positive = [x for x in flops if x > 0]
     label = FLOPS_AXIS
@@ -265,10 +265,10 @@ def _log_flops_axis(ax, flops: List[float]) -> str:
         label = FLOPS_AXIS_WITH_ZERO
     else:
         ax.set_xscale("log")
-        if max(flops) < 10 * min(flops):  # five labels evenly spaced on the log scale, 2 significant digits
-            low, high = min(flops), max(flops)
-            ticks = [low * (high / low) ** (i / 4) for i in range(5)] if high > low else [low]
-            ax.xaxis.set_major_locator(FixedLocator(sorted({float(f"{t:.2g}") for t in ticks})))
+        if max(flops) < 10 * min(flops):
+            # Within 3x, round linear steps read well; wider, they bunch up at the right: 1, 2, 5 per decade.
+            narrow = max(flops) < 3 * min(flops)
+            ax.xaxis.set_major_locator(MaxNLocator(5) if narrow else LogLocator(subs=(1.0, 2.0, 5.0)))
             ax.xaxis.set_minor_formatter(NullFormatter())
             ax.margins(x=0.08)
     ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: "0" if x == 0 else f"{x:.2g}"))

@@ -164,10 +164,12 @@ def test_a_failing_point_is_recorded_and_the_grid_goes_on(tmp_path):
     assert (tmp_path / "report" / "accuracy_vs_flops.png").stat().st_size > 10_000
 
     # a re-launch trains nothing new: finished points are skipped, the failed one fails again
-    before = {p: (sweep / p / "metrics.jsonl").read_bytes() for p in finished}
+    before = {p: [(sweep / p / f).read_bytes() for f in ("metrics.jsonl", "status.json")] for p in finished}
     again = pgf_train(*grid, cwd=tmp_path)
     assert again.returncode == 2 and again.stderr.count("already finished") == 3
-    assert {p: (sweep / p / "metrics.jsonl").read_bytes() for p in finished} == before
+    assert "3 finished" in again.stderr  # counted in this launch's summary line ...
+    # ... while their records stay byte for byte as the runs wrote them
+    assert {p: [(sweep / p / f).read_bytes() for f in ("metrics.jsonl", "status.json")] for p in finished} == before
 
 
 def test_a_crashing_point_leaves_its_traceback_and_the_others_run(tmp_path, monkeypatch):

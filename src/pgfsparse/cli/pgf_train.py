@@ -200,7 +200,7 @@ def train(cfg: DictConfig) -> Optional[float]:
                 done = point.status
                 if done is None:  # is_finished() has just read it
                     raise RuntimeError(f"{run_dir}: its run status vanished while it was read")
-                point.mark("finished", settings=settings, step=done.step, resumed_from=done.resumed_from)
+                point.recount(done)
             finished = RunSummary.read(run_dir)
             if finished is None:  # is_finished() saw the file; it cannot be read
                 raise RuntimeError(f"{run_dir}: its {SUMMARY} cannot be read")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import socket
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterator, List, Optional
 
@@ -80,6 +81,13 @@ class Point:
         entry.write(self.run_dir)
         if self.sweep_dir is not None:
             self._update_sweep_status(self.sweep_dir, entry)
+
+    def recount(self, finished: RunStatus) -> None:
+        """A finished point a new launch skips: its line in the sweep table dated now, so the launch's
+        summary counts it, while its own status.json stays as the run wrote it (committed results
+        collected from the run dir do not change at every re-launch)."""
+        if self.sweep_dir is not None:
+            self._update_sweep_status(self.sweep_dir, replace(finished, updated=now()))
 
     def _update_sweep_status(self, sweep_dir: Path, entry: RunStatus) -> None:
         sweep = SweepDir(sweep_dir)

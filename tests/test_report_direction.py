@@ -254,3 +254,24 @@ def test_the_figures_draw_the_lower_front_and_say_lower_is_better(lm_runs):
     curves = training_curves(rows)
     assert curves.axes[0].get_ylabel() == "perplexity, as trained (lower is better)"
     assert metric_label("top1") == "top-1 (%), as trained"  # higher is better: the label says nothing more
+
+
+def test_a_reading_whose_difference_rounds_to_zero_prints_the_digits_that_make_it():
+    """Two seeds that agree to 1e-4 make a 0.0004 loss gap `worse`; compare.md shows +0.0004, not +0.000,
+    and a gap just over its spread prints larger than it."""
+    from pgfsparse.report.compare import compare, compare_markdown
+
+    def setting(recipe, mean, std, metric="loss"):
+        return {"keys": ["sparsity", "recipe"], "sparsity": "2:4", "recipe": recipe, "metric": metric, "mean": mean,
+                "std": std, "n": 2, "train_flops": 1.0, "headline": "as_trained", "higher_is_better": False}
+
+    groups = [setting("srste", 1.5550, 0.0001), setting("sdgf_step", 1.5554, 0.0001),
+              setting("mdgf_exp", 1.5552, 0.0003), setting("fixed_mask", 1.5650, 0.0001),
+              setting("ste", 1.56534, 0.00996)]
+    rows = {line.split("|")[2].strip(): [c.strip() for c in line.split("|")[5:7] + line.split("|")[-2:-1]]
+            for line in compare_markdown(compare(groups, "recipe", "srste"), "recipe", "srste").splitlines()
+            if line.startswith("| 2:4")}
+    assert rows["sdgf_step"] == ["+0.0004", "0.0001", "worse"]  # one more decimal than the loss's 3
+    assert rows["mdgf_exp"] == ["+0.000", "0.000", "no difference"]  # no reading to show: the table's decimals
+    assert rows["fixed_mask"] == ["+0.010", "0.000", "worse"]  # already visible: the table's decimals
+    assert rows["ste"] == ["+0.0103", "0.0100", "worse"]  # +0.010 against 0.010 would not show why

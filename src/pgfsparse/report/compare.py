@@ -106,13 +106,14 @@ def compare_markdown(pairs: List[Dict[str, Any]], key: str, value: str) -> str:
     rows = []
     for pair in pairs:
         group, base = pair["setting"], pair["baseline"]
+        places = _places(pair, group["metric"])
         rows.append(
             key_cells(group, keys)
             + [
                 group["metric"],
                 str(base.get("budget") or "-"),
-                _signed(pair["difference"], group["metric"]),
-                _plain(pair["spread"], group["metric"]),
+                "-" if pair["difference"] is None else f"{pair['difference']:+.{places}f}",
+                "-" if pair["spread"] is None else f"{pair['spread']:.{places}f}",
                 f"{group['n']} vs {base['n']}",
                 _ratio(pair["flops_ratio"]),
                 pair["reading"],
@@ -127,12 +128,15 @@ def _directions(pairs: List[Dict[str, Any]]) -> str:
     return "; ".join(f"{metric}: {direction_words(higher)}" for metric, higher in seen.items())
 
 
-def _signed(value: Optional[float], metric: str) -> str:
-    return "-" if value is None else f"{value:+.{decimals(metric)}f}"
-
-
-def _plain(value: Optional[float], metric: str) -> str:
-    return "-" if value is None else f"{value:.{decimals(metric)}f}"
+def _places(pair: Dict[str, Any], metric: str, most: int = 3) -> int:
+    """The metric's decimals, or up to `most` more where a `better` / `worse` difference would not print
+    larger than its spread (+0.000 against 0.000: two seeds that agree to the fourth decimal make a
+    0.0004 gap a reading, and the table should show why)."""
+    places, difference, spread = decimals(metric), pair["difference"], pair["spread"]
+    if pair["reading"] in ("better", "worse"):
+        while round(abs(difference), places) <= round(spread, places) and places < decimals(metric) + most:
+            places += 1
+    return places
 
 
 def _ratio(value: Optional[float]) -> str:

@@ -12,8 +12,8 @@
 #
 #   bash launch/oneshot_evidence.sh collect
 #
-# copies the finished points into results/shakespeare_oneshot/ (pgf-collect: no checkpoints) and
-# regenerates its report (validation loss, lower is better).
+# copies the finished points into results/shakespeare_oneshot/ (pgf-collect: no checkpoints),
+# regenerates its report (validation loss, lower is better) and refreshes the tables docs/results.md quotes.
 #
 # The points, in order:
 #   1. the dense start: experiment=shakespeare_gpt, seed 0 (about an hour on a core)
@@ -54,6 +54,7 @@ if [[ ${1:-} == collect ]]; then
     [[ -d $WORKTREE/multirun/$sweep ]] && pgf-collect "$WORKTREE/multirun/$sweep" "results/shakespeare_oneshot/${FOLDER[$sweep]}"
   done
   pgf-report results/shakespeare_oneshot --metric loss,perplexity --baseline recipe=srste --baseline oneshot=magnitude
+  python launch/quote_reports.py docs/results.md  # the page's quoted tables follow the reports
   exit 0
 fi
 

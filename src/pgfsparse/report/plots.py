@@ -316,7 +316,7 @@ def accuracy_vs_flops(groups: List[Dict[str, Any]], out: Optional[Path] = None):
         raise NothingToPlot("accuracy_vs_flops: no finished run has both training FLOPs and a metric value")
     panels = _by(points, "model", "metric")
     zooms = {key: needs_zoom(items) for key, items in panels.items()}
-    top, bottom = _panel_rows(len(panels), any(zooms.values()))
+    fig, top, bottom = _panel_rows(len(panels), any(zooms.values()))
     for ax, zoom_ax, ((model, metric), items) in zip(top, bottom, panels.items()):
         title = f"{model}: {metric_name(metric)} vs training FLOPs"
         _flops_panel(ax, items, title)
@@ -327,13 +327,13 @@ def accuracy_vs_flops(groups: List[Dict[str, Any]], out: Optional[Path] = None):
     front_key = Line2D([], [], ls="--", color="0.25", label="Pareto front (best at ≤ FLOPs)")
     starts = _start_keys(g.get("oneshot") for g in points) if any(one_shot_start(g) for g in points) else []
     _legend(
-        top[0].figure,
+        fig,
         _ordered((g.get("recipe") for g in points), "recipe"),
         _ordered((g.get("sparsity") for g in points), "sparsity"),
         extra=[*starts, front_key],
     )
-    save(top[0].figure, out, "accuracy_vs_flops")
-    return top[0].figure
+    save(fig, out, "accuracy_vs_flops")
+    return fig
 
 
 def _flops_panel(ax, items: List[Dict[str, Any]], title: str) -> None:
@@ -378,7 +378,7 @@ def accuracy_vs_sparsity(groups: List[Dict[str, Any]], out: Optional[Path] = Non
     panels = _by(sparse, "model", "metric")
     dense_of = {key: [g for g in dense if (g.get("model"), g.get("metric")) == key] for key in panels}
     zooms = {key: needs_zoom(items + dense_of[key]) for key, items in panels.items()}
-    top, bottom = _panel_rows(len(panels), any(zooms.values()))
+    fig, top, bottom = _panel_rows(len(panels), any(zooms.values()))
     starts = any(one_shot_start(g) for g in sparse)
     look = _SparsityLook(sparse, starts, several_budgets=len({g.get("budget") for g in sparse + dense}) > 1)
     for ax, zoom_ax, (key, items) in zip(top, bottom, panels.items()):
@@ -391,9 +391,9 @@ def accuracy_vs_sparsity(groups: List[Dict[str, Any]], out: Optional[Path] = Non
             zoom_ax.set_visible(False)
     extra = [Line2D([], [], color="0.35", ls=ls, label=label) for label, ls in look.style_keys()]
     extra += [Line2D([], [], color="0.35", marker=m, ls="none", ms=6, label=label) for label, m in look.marker_keys()]
-    _legend(top[0].figure, _ordered((g.get("recipe") for g in sparse + dense), "recipe"), extra=extra)
-    save(top[0].figure, out, "accuracy_vs_sparsity")
-    return top[0].figure
+    _legend(fig, _ordered((g.get("recipe") for g in sparse + dense), "recipe"), extra=extra)
+    save(fig, out, "accuracy_vs_sparsity")
+    return fig
 
 
 class _SparsityLook:
@@ -403,37 +403,35 @@ class _SparsityLook:
 
     def __init__(self, groups: List[Dict[str, Any]], starts: bool, several_budgets: bool):
         self.starts, self.several_budgets = starts, several_budgets
-        budgets = sorted(
-            {(g.get("budget") or "", g.get("variant") or "") for g in groups},
-            key=lambda k: (sort_value("budget", k[0]), k[1]),
-        )
-        self.budgets = {k: i for i, k in enumerate(budgets)}
-        self.start_names = _ordered((g.get("oneshot") or "none" for g in groups), "oneshot") if starts else []
+        budgets = sorted({self._budget(g) for g in groups}, key=lambda k: (sort_value("budget", k[0]), k[1]))
+        self.budget_labels = {k: " ".join(x for x in k if x) for k in budgets}
+        if starts:
+            names = _ordered((g.get("oneshot") or "none" for g in groups), "oneshot")
+            self.styles = {s: _LINESTYLES[i % len(_LINESTYLES)] for i, s in enumerate(names)}
+            self.markers = {k: _BUDGET_MARKERS[i % len(_BUDGET_MARKERS)] for i, k in enumerate(budgets)}
+        else:
+            self.styles = {k: _LINESTYLES[i % len(_LINESTYLES)] for i, k in enumerate(budgets)}
+            self.markers = {}
 
-    def _budget(self, group: Dict[str, Any]) -> Tuple[str, str]:
+    @staticmethod
+    def _budget(group: Dict[str, Any]) -> Tuple[str, str]:
         return (group.get("budget") or "", group.get("variant") or "")
 
     def style(self, group: Dict[str, Any]) -> str:
-        i = self.start_names.index(group.get("oneshot") or "none") if self.starts else self.budgets[self._budget(group)]
-        return _LINESTYLES[i % len(_LINESTYLES)]
+        return self.styles[group.get("oneshot") or "none" if self.starts else self._budget(group)]
 
     def marker(self, group: Dict[str, Any]) -> str:
-        return _BUDGET_MARKERS[self.budgets[self._budget(group)] % len(_BUDGET_MARKERS)] if self.starts else "o"
+        return self.markers.get(self._budget(group), "o")
 
     def style_keys(self) -> List[Tuple[str, str]]:
         """(legend label, line style) pairs, when styles tell more than one thing apart."""
         if self.starts:
-            return [(start_words(s), _LINESTYLES[i % len(_LINESTYLES)]) for i, s in enumerate(self.start_names)]
-        if len(self.budgets) < 2:
-            return []
-        return [(" ".join(x for x in k if x), _LINESTYLES[i % len(_LINESTYLES)]) for k, i in self.budgets.items()]
+            return [(start_words(s), ls) for s, ls in self.styles.items()]
+        return [(self.budget_labels[k], ls) for k, ls in self.styles.items()] if len(self.styles) > 1 else []
 
     def marker_keys(self) -> List[Tuple[str, str]]:
-        if not self.starts or len(self.budgets) < 2:
-            return []
-        return [
-            (" ".join(x for x in k if x), _BUDGET_MARKERS[i % len(_BUDGET_MARKERS)]) for k, i in self.budgets.items()
-        ]
+        """(legend label, marker) pairs, when markers tell more than one budget apart."""
+        return [(self.budget_labels[k], m) for k, m in self.markers.items()] if len(self.markers) > 1 else []
 
 
 def _sparsity_panel(ax, items, dense, look: _SparsityLook, title: str) -> None:
@@ -512,13 +510,13 @@ def needs_zoom(items: List[Dict[str, Any]], stretch: float = 4.0) -> bool:
     return max(every) - min(every) > stretch * spread if spread > 0 else max(every) > min(every)
 
 
-def _panel_rows(panels: int, zoom: bool) -> Tuple[List[Any], List[Any]]:
-    """The row of panels and, with `zoom`, the row of their zooms below it (else None for each)."""
+def _panel_rows(panels: int, zoom: bool) -> Tuple[Any, List[Any], List[Any]]:
+    """A figure, its row of panels and, with `zoom`, the row of their zooms below it (else None for each)."""
     fig, axes = _figure(2 * panels if zoom else panels, rows=2 if zoom else 1)
     cols = len(axes) // (2 if zoom else 1)
     for ax in axes[panels:cols] + axes[cols + panels :]:
         ax.set_visible(False)
-    return axes[:panels], axes[cols : cols + panels] if zoom else [None] * panels
+    return fig, axes[:panels], axes[cols : cols + panels] if zoom else [None] * panels
 
 
 def _plain_ratio(sparsity: Optional[str]) -> Optional[float]:

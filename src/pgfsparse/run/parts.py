@@ -215,7 +215,7 @@ def build_lr_schedule(cfg: TrainConfig, optimizer, total_steps: int):
         warmup_t=warmup, warmup_lr_init=cfg.optim.lr * 1e-3, warmup_prefix=True, t_in_epochs=False
     )
     if s.name == "cosine" and total_steps - warmup > 1:  # over one step or none it is constant (timm warns)
-        return CosineLRScheduler(optimizer, t_initial=max(total_steps - warmup, 1), lr_min=s.min_lr, **common)
+        return CosineLRScheduler(optimizer, t_initial=total_steps - warmup, lr_min=s.min_lr, **common)
     return StepLRScheduler(optimizer, decay_t=total_steps + 1, decay_rate=1.0, **common)  # constant
 
 

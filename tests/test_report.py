@@ -30,6 +30,7 @@ from pgfsparse.report import (
 from pgfsparse.report.noise import final_level, noise_levels
 from pgfsparse.report.plots import (
     accuracy_vs_flops,
+    accuracy_vs_sparsity,
     dodged,
     gradient_noise,
     pareto_front,
@@ -527,3 +528,25 @@ def test_an_iso_flop_marker_does_not_hide_under_the_run_it_matches():
     markers = [line for line in figure.axes[0].lines if line.get_marker() == sparsity_marker("1:32")]
     xs = sorted(float(line.get_xdata()[0]) for line in markers)
     assert len(xs) == 2 and xs[0] < 1.5e14 < xs[1]
+
+
+def test_lines_at_one_pattern_stand_apart_and_a_lone_iso_flop_point_has_its_own_marker():
+    def setting(sparsity, recipe, budget, mean):
+        return {"model": "vit", "metric": "top1", "headline": "as_trained", "sparsity": sparsity, "recipe": recipe,
+                "budget": budget, "train_flops": 1e14, "mean": mean, "std": 0.3}
+
+    groups = [setting(s, r, "epochs=24", m) for s, r, m in (("2:4", "srste", 68.7), ("1:32", "srste", 58.3),
+                                                              ("2:4", "mdgf_exp", 68.9), ("1:32", "mdgf_exp", 63.4))]
+    groups += [setting("1:32", "srste", "train_flops=1.6e14", 63.4), setting("dense", "dense", "epochs=24", 69.3)]
+    figure = accuracy_vs_sparsity(groups)
+    panel = figure.axes[0]
+    drawn = [line for line in panel.get_lines() if line.get_marker() not in ("_", "None")]  # not caps, not dense
+    points = {(float(y), line.get_marker()): float(x) for line in drawn for x, y in zip(line.get_xdata(), line.get_ydata())}
+    # three lines, 0.05 log2 apart around each pattern's tick (M/N = 2 and 32): srste, iso-FLOP srste, mdgf_exp
+    assert points[(68.7, "o")] == pytest.approx(2 * 2 ** -0.05) and points[(68.9, "o")] == pytest.approx(2 * 2 ** 0.05)
+    assert points[(63.4, "s")] == pytest.approx(32) and points[(63.4, "o")] == pytest.approx(32 * 2 ** 0.05)
+    assert list(panel.get_xticks()) == [2, 32]
+    handles = {t.get_text(): h for t, h in zip(figure.legends[0].get_texts(), figure.legends[0].legend_handles)}
+    assert (handles["epochs=24"].get_marker(), handles["train_flops=1.6e14"].get_marker()) == ("o", "s")
+    (label,) = panel.texts
+    assert label.get_text() == "dense epochs=24" and label.get_ha() == "right"  # the end furthest from the points

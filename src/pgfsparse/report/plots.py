@@ -68,6 +68,7 @@ _LINESTYLES = ("-", "--", ":", "-.")
 FLOPS_AXIS = "training FLOPs (log scale)"
 FLOPS_AXIS_WITH_ZERO = "training FLOPs (log scale; 0 at the left: untrained, no calibration)"
 _BUDGET_MARKERS = ("o", "s", "^", "D", "v", "P")
+_LINE_DODGE = 0.05  # accuracy_vs_sparsity: log2 units between neighbouring lines (a pattern tick is 1 apart)
 PERCENT_METRICS = {
     "top1": "top-1",
     "top5": "top-5",
@@ -363,11 +364,10 @@ def accuracy_vs_sparsity(groups: List[Dict[str, Any]], out: Optional[Path] = Non
     """Headline metric vs M/N (log2 x, ticks named by pattern), a line per recipe; dense as a band.
 
     Mixed patterns (ff=1:8,qk=1:4) have no single M/N and are left to the table. With one-shot
-    starts, a line's style is its start and its marker its budget; without, its style is its budget
-    (and variant). Untrained rows that stretch the axis get a zoomed second row, as in accuracy_vs_flops.
+    starts, a line's style is its start and its marker its budget; without, both are its budget (and
+    variant). Lines are drawn a little apart sideways so that points at one pattern (often within
+    each other's error bars) do not hide each other; the ticks stay at the patterns. Untrained rows that stretch the axis get a zoomed second row, as in accuracy_vs_flops.
     """
-    from matplotlib.lines import Line2D
-
     valued = [g for g in groups if g.get("mean") is not None]
     sparse = [g for g in valued if g.get("sparsity") != "dense" and _plain_ratio(g.get("sparsity"))]
     if not sparse:
@@ -389,29 +389,28 @@ def accuracy_vs_sparsity(groups: List[Dict[str, Any]], out: Optional[Path] = Non
             _sparsity_panel(zoom_ax, trained, dense_of[key], look, f"{title}: {_ZOOM_WORDS}")
         elif zoom_ax is not None:
             zoom_ax.set_visible(False)
-    extra = [Line2D([], [], color="0.35", ls=ls, label=label) for label, ls in look.style_keys()]
-    extra += [Line2D([], [], color="0.35", marker=m, ls="none", ms=6, label=label) for label, m in look.marker_keys()]
-    _legend(fig, _ordered((g.get("recipe") for g in sparse + dense), "recipe"), extra=extra)
+    _legend(fig, _ordered((g.get("recipe") for g in sparse + dense), "recipe"), extra=look.legend_handles())
     save(fig, out, "accuracy_vs_sparsity")
     return fig
 
 
 class _SparsityLook:
-    """How accuracy_vs_sparsity tells its lines apart. From scratch only: a line style per budget
-    and variant. With one-shot starts: a line style (and marker fill) per start, a marker per budget
-    and variant, so no two kinds of line share a look however many budgets there are."""
+    """How accuracy_vs_sparsity tells its lines apart. From scratch only: a line style and a marker
+    per budget and variant (a budget run at one pattern only, like an iso-FLOP point, is a lone
+    marker: its style would not show). With one-shot starts: a line style (and marker fill) per
+    start, a marker per budget and variant, so no two kinds of line share a look however many
+    budgets there are."""
 
     def __init__(self, groups: List[Dict[str, Any]], starts: bool, several_budgets: bool):
         self.starts, self.several_budgets = starts, several_budgets
         budgets = sorted({self._budget(g) for g in groups}, key=lambda k: (sort_value("budget", k[0]), k[1]))
         self.budget_labels = {k: " ".join(x for x in k if x) for k in budgets}
+        self.markers = {k: _BUDGET_MARKERS[i % len(_BUDGET_MARKERS)] for i, k in enumerate(budgets)}
         if starts:
             names = _ordered((g.get("oneshot") or "none" for g in groups), "oneshot")
             self.styles = {s: _LINESTYLES[i % len(_LINESTYLES)] for i, s in enumerate(names)}
-            self.markers = {k: _BUDGET_MARKERS[i % len(_BUDGET_MARKERS)] for i, k in enumerate(budgets)}
         else:
             self.styles = {k: _LINESTYLES[i % len(_LINESTYLES)] for i, k in enumerate(budgets)}
-            self.markers = {}
 
     @staticmethod
     def _budget(group: Dict[str, Any]) -> Tuple[str, str]:
@@ -421,27 +420,33 @@ class _SparsityLook:
         return self.styles[group.get("oneshot") or "none" if self.starts else self._budget(group)]
 
     def marker(self, group: Dict[str, Any]) -> str:
-        return self.markers.get(self._budget(group), "o")
+        return self.markers[self._budget(group)]
 
-    def style_keys(self) -> List[Tuple[str, str]]:
-        """(legend label, line style) pairs, when styles tell more than one thing apart."""
-        if self.starts:
-            return [(start_words(s), ls) for s, ls in self.styles.items()]
-        return [(self.budget_labels[k], ls) for k, ls in self.styles.items()] if len(self.styles) > 1 else []
+    def legend_handles(self) -> List[Any]:
+        """Grey legend entries for whatever styles and markers tell apart (nothing for one budget)."""
+        from matplotlib.lines import Line2D
 
-    def marker_keys(self) -> List[Tuple[str, str]]:
-        """(legend label, marker) pairs, when markers tell more than one budget apart."""
-        return [(self.budget_labels[k], m) for k, m in self.markers.items()] if len(self.markers) > 1 else []
+        grey: Dict[str, Any] = {"color": "0.35", "ms": 6}
+        budgets = [
+            Line2D([], [], marker=m, ls="none" if self.starts else self.styles[k], label=self.budget_labels[k], **grey)
+            for k, m in self.markers.items()
+        ]
+        if not self.starts:
+            return budgets if len(budgets) > 1 else []
+        starts = [Line2D([], [], ls=ls, label=start_words(s), **grey) for s, ls in self.styles.items()]
+        return starts + (budgets if len(budgets) > 1 else [])
 
 
 def _sparsity_panel(ax, items, dense, look: _SparsityLook, title: str) -> None:
     from matplotlib.ticker import NullLocator
 
-    for (recipe, *_), line in _by(items, "recipe", "budget", "oneshot", "variant").items():
+    lines = _by(items, "recipe", "budget", "oneshot", "variant")
+    for rank, ((recipe, *_), line) in enumerate(lines.items()):
         line = sorted(line, key=_single_ratio)
         color = recipe_color(recipe)
+        sideways = 2 ** ((rank - (len(lines) - 1) / 2) * _LINE_DODGE)
         ax.errorbar(
-            [_single_ratio(g) for g in line],
+            [_single_ratio(g) * sideways for g in line],
             [g["mean"] for g in line],
             yerr=[g.get("std") or 0 for g in line],
             color=color,
@@ -457,7 +462,9 @@ def _sparsity_panel(ax, items, dense, look: _SparsityLook, title: str) -> None:
         ax.axhline(g["mean"], color=color, ls=":", lw=1.5)
         if g.get("std"):
             ax.axhspan(g["mean"] - g["std"], g["mean"] + g["std"], color=color, alpha=0.12, lw=0)
-        left = i % 2 == 0  # two dense lines close together: labels at opposite ends, not on top of each other
+        # at the right, where the sparsest points lie furthest from dense; a second dense line's label
+        # goes to the left end, so two lines close together do not print their labels on top of each other
+        left = i % 2 == 1
         ax.annotate(
             f"dense{' ' + g['budget'] if look.several_budgets and g.get('budget') else ''}",
             (0.01 if left else 0.99, g["mean"]),

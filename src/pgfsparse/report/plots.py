@@ -366,7 +366,8 @@ def accuracy_vs_sparsity(groups: List[Dict[str, Any]], out: Optional[Path] = Non
     Mixed patterns (ff=1:8,qk=1:4) have no single M/N and are left to the table. With one-shot
     starts, a line's style is its start and its marker its budget; without, both are its budget (and
     variant). Lines are drawn a little apart sideways so that points at one pattern (often within
-    each other's error bars) do not hide each other; the ticks stay at the patterns. Untrained rows that stretch the axis get a zoomed second row, as in accuracy_vs_flops.
+    each other's error bars) do not hide each other; the ticks stay at the patterns. Untrained rows
+    that stretch the axis get a zoomed second row, as in accuracy_vs_flops.
     """
     valued = [g for g in groups if g.get("mean") is not None]
     sparse = [g for g in valued if g.get("sparsity") != "dense" and _plain_ratio(g.get("sparsity"))]
